@@ -102,6 +102,17 @@ class TrainingSet:
         return int(self.X.shape[1])
 
 
+def full_size(module, root: Path) -> int:
+    """Size of the full training split actually present (``n_train``), else ``N_TRAIN``.
+
+    Downloaded data sets report the count of the files imported (which raises the
+    "not found, run ..." error when they are missing); embedded ones use the constant.
+    """
+    if hasattr(module, "n_train"):
+        return int(module.n_train(root))
+    return int(module.N_TRAIN)
+
+
 def load_training_set(
     name: str,
     *,
@@ -120,7 +131,8 @@ def load_training_set(
     """
     module = dataset_module(name)
     opts = dict(options or {})
-    n_total = int(module.N_TRAIN)
+    root = resolve_data_dir(data_dir)
+    n_total = full_size(module, root)
     if size is None:
         size = int(module.PAPER_SIZES[0])
     else:
@@ -136,7 +148,6 @@ def load_training_set(
             f"subset size {size} out of range for {name}: choose 1..{n_total} (paper sizes: {sizes})"
         )
     shape = _input_shape(module, opts)
-    root = resolve_data_dir(data_dir)
     idx = subset_indices(n_total, size, subset_seed)
     X, y = module.load_train(root, idx, opts)
     X = np.asarray(X)

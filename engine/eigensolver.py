@@ -1,0 +1,242 @@
+"""Top-k eigenpairs of a symmetric operator given only by block products (spec §5).
+
+:func:`subspace_iteration` is warm-started block subspace (orthogonal) iteration with
+Rayleigh–Ritz. The operator is a callable ``matmat(V) -> A V`` on blocks ``V`` of shape
+``(P, b)``; ``b >= k`` and ``b − k`` is the oversampling (the caller chooses it: convergence of
+the j-th Ritz pair goes like ``|λ_{b+1}/λ_j|`` per iteration).
+
+One iteration::
+
+    W = A V                          (b products; none on the first iteration if `first_product`)
+    T = Vᵀ W  (symmetrized),  T = S Λ Sᵀ
+    Ritz pairs: Λ, U = V S, A U = W S,  ordered by |λ| descending
+    stop if max_j |λ_j − λ_j^prev| / |λ_j| < tol over the top k   (prev: last iteration, or
+         `prev_values` on the first one — a warm start with nothing changed stops at once)
+    V ← orth(W S)
+
+Ordering **[choice]**: the top-k is selected by **magnitude** (the method converges to the
+largest-|λ| eigenvalues, which may be negative), and the k values are then returned in
+**descending algebraic order**. Negative values are returned as they are; callers record them
+as NaN (spec §2). ``EigResult.block`` is the next block to warm-start from (all ``b`` columns,
+including the oversampling ones): ``orth(A U)``, i.e. one free power step further than ``U``.
+
+:func:`top_eigenpairs` is the cold start from a seeded random block; :func:`lanczos_top` is an
+implicitly restarted Lanczos baseline (scipy ``eigsh``) for benchmarks and checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+MatMat = Callable[[torch.Tensor], torch.Tensor]
+
+# A column of a QR factor whose |R_jj| falls below this fraction of the largest is treated as
+# numerically dependent and replaced by a random direction.
+_RANK_TOL = 1e-10
+
+
+@dataclass
+class EigResult:
+    """Ritz approximation of the top-k (by magnitude) eigenpairs of a symmetric operator."""
+
+    values: torch.Tensor  # (k,) Ritz values: top-k by |λ|, in descending algebraic order
+    vectors: torch.Tensor  # (P, k) orthonormal Ritz vectors matching `values`
+    iterations: int  # Rayleigh–Ritz steps performed
+    matvecs: int  # operator-vector products (columns) spent in this call (not `first_product`)
+    converged: bool
+    block: torch.Tensor  # (P, b) orthonormal block to warm-start the next call from
+    residuals: torch.Tensor | None = None  # (k,) ‖A u − λ u‖ / |λ| per pair (free to compute)
+
+
+def orthonormalize(W: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Orthonormal basis of ``W`` ``(P, b)`` with ``b`` columns, robust to rank deficiency.
+
+    QR; columns with a negligible ``|R_jj|`` (numerically dependent on the previous ones, or
+    zero) are replaced by random directions; a second QR pass restores orthogonality to working
+    precision (classical "twice is enough").
+    """
+    P, b = W.shape
+    if b > P:
+        raise ValueError(f"block of {b} columns exceeds the dimension {P}")
+    Q, R = torch.linalg.qr(W)
+    diag = R.diagonal().abs()
+    scale = float(diag.max()) if diag.numel() else 0.0
+    bad = diag <= _RANK_TOL * scale if scale > 0 else torch.ones_like(diag, dtype=torch.bool)
+    if bool(bad.any()):
+        good = Q[:, ~bad]
+        fill = torch.randn(P, int(bad.sum()), dtype=W.dtype, device="cpu", generator=generator).to(W.device)
+        fill -= good @ (good.T @ fill)
+        Q = torch.linalg.qr(torch.cat([good, fill], dim=1)).Q
+    return torch.linalg.qr(Q).Q
+
+
+def _rayleigh_ritz(V: torch.Tensor, W: torch.Tensor):
+    """Ritz values (ordered by |λ| descending), Ritz vectors ``V S`` and their images ``W S``."""
+    T = V.T @ W
+    T = 0.5 * (T + T.T)
+    lam, S = torch.linalg.eigh(T)
+    order = torch.argsort(lam.abs(), descending=True, stable=True)
+    lam, S = lam[order], S[:, order]
+    return lam, V @ S, W @ S
+
+
+def _top_k(lam: torch.Tensor, U: torch.Tensor, AU: torch.Tensor, k: int):
+    """The k largest-|λ| Ritz pairs, reordered to descending algebraic order."""
+    lam, U, AU = lam[:k], U[:, :k], AU[:, :k]
+    order = torch.argsort(lam, descending=True, stable=True)
+    return lam[order], U[:, order], AU[:, order]
+
+
+def _relative_change(new: torch.Tensor, old: torch.Tensor | None) -> float:
+    if old is None or old.shape != new.shape:
+        return float("inf")
+    old = old.to(device=new.device, dtype=new.dtype)
+    if not bool(torch.isfinite(old).all()):
+        return float("inf")
+    # floor the denominator so that (near-)zero eigenvalues do not stall the criterion
+    floor = torch.finfo(new.dtype).eps * float(new.abs().max())
+    denom = torch.clamp(new.abs(), min=max(floor, torch.finfo(new.dtype).tiny))
+    return float(((new - old).abs() / denom).max())
+
+
+def subspace_iteration(
+    matmat: MatMat,
+    V0: torch.Tensor,
+    *,
+    k: int,
+    tol: float = 1e-6,
+    max_iters: int = 100,
+    first_product: torch.Tensor | None = None,
+    prev_values: torch.Tensor | None = None,
+    seed: int = 0,
+) -> EigResult:
+    """Top-k eigenpairs of the symmetric operator ``matmat`` by block subspace iteration.
+
+    ``V0`` ``(P, b)``, ``b >= k``: the starting block (e.g. the previous call's ``block``).
+    ``first_product``: ``A V0`` if already computed (fused pass); the first iteration then costs
+    no products (if ``V0`` is not orthonormal it is orthonormalized, ``V0 = Q R``, and
+    ``A Q = A V0 R⁻¹``; an ill-conditioned ``R`` falls back to recomputing the product).
+    ``prev_values``: top-k values of the previous call, compared with the first iteration's.
+    ``seed``: seeds the random columns that replace numerically dependent ones.
+    """
+    if V0.ndim != 2:
+        raise ValueError(f"V0 must be a (P, b) block, got shape {tuple(V0.shape)}")
+    P, b = V0.shape
+    if not 1 <= k <= b:
+        raise ValueError(f"need 1 <= k <= b, got k={k}, b={b}")
+    if max_iters < 1:
+        raise ValueError(f"max_iters must be >= 1, got {max_iters}")
+    gen = torch.Generator().manual_seed(int(seed))
+    matvecs = 0
+
+    V, W = None, None
+    if first_product is not None:
+        if first_product.shape != V0.shape:
+            raise ValueError(f"first_product must have shape {tuple(V0.shape)}, got {tuple(first_product.shape)}")
+        Q, R = torch.linalg.qr(V0)
+        d = R.diagonal().abs()
+        if float(d.min()) > 1e-8 * float(d.max()):
+            V = Q
+            # A Q = A V0 R⁻¹  ⇔  Rᵀ (A Q)ᵀ = (A V0)ᵀ
+            W = torch.linalg.solve_triangular(R, first_product, upper=True, left=False)
+    if V is None:
+        V = orthonormalize(V0, generator=gen)
+
+    prev = prev_values
+    converged = False
+    iterations = 0
+    for it in range(max_iters):
+        if W is None:
+            W = matmat(V)
+            matvecs += b
+        lam, U, AU = _rayleigh_ritz(V, W)
+        iterations += 1
+        top, topU, topAU = _top_k(lam, U, AU, k)
+        change = _relative_change(top, prev)
+        prev = top
+        V_next = orthonormalize(AU, generator=gen)
+        if change < tol:
+            converged = True
+            break
+        V, W = V_next, None
+
+    resid = (topAU - topU * top).norm(dim=0) / torch.clamp(top.abs(), min=torch.finfo(top.dtype).tiny)
+    return EigResult(
+        values=top,
+        vectors=topU,
+        iterations=iterations,
+        matvecs=matvecs,
+        converged=converged,
+        block=V_next,
+        residuals=resid,
+    )
+
+
+def top_eigenpairs(
+    matmat: MatMat,
+    P: int,
+    k: int,
+    *,
+    oversample: int = 2,
+    tol: float = 1e-6,
+    max_iters: int = 100,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+) -> EigResult:
+    """Cold start: subspace iteration from a seeded random block of ``k + oversample`` columns."""
+    b = min(k + max(int(oversample), 0), P)
+    gen = torch.Generator().manual_seed(int(seed))
+    V0 = torch.randn(P, b, dtype=torch.float64, generator=gen).to(dtype=dtype, device=device)
+    return subspace_iteration(matmat, V0, k=k, tol=tol, max_iters=max_iters, seed=seed + 1)
+
+
+def lanczos_top(
+    matmat: MatMat,
+    P: int,
+    k: int,
+    *,
+    tol: float = 0.0,
+    max_iters: int | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    ncv: int | None = None,
+) -> EigResult:
+    """Top-k by magnitude via scipy's implicitly restarted Lanczos (``eigsh``, ``which="LM"``).
+
+    A cold baseline: products one vector at a time through a ``LinearOperator``. ``tol`` is
+    ARPACK's relative accuracy of the Ritz values (0: machine precision). ``iterations`` reports
+    the number of operator applications (calls), ``matvecs`` the vectors.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    counter = {"calls": 0, "vecs": 0}
+
+    def _apply(x: np.ndarray) -> np.ndarray:
+        X = torch.as_tensor(np.asarray(x).reshape(P, -1), dtype=dtype, device=device)
+        counter["calls"] += 1
+        counter["vecs"] += X.shape[1]
+        out = matmat(X).detach().to("cpu", torch.float64).numpy()
+        return out.reshape(x.shape) if np.ndim(x) == 1 else out
+
+    np_dtype = np.float64
+    op = LinearOperator((P, P), matvec=_apply, matmat=_apply, dtype=np_dtype)
+    v0 = np.random.default_rng(seed).standard_normal(P)
+    lam, U = eigsh(op, k=k, which="LM", tol=tol, maxiter=max_iters, v0=v0, ncv=ncv)
+    order = np.argsort(-lam, kind="stable")
+    lam, U = lam[order], U[:, order]
+    values = torch.as_tensor(lam.copy(), dtype=dtype, device=device)
+    vectors = torch.as_tensor(U.copy(), dtype=dtype, device=device)
+    return EigResult(
+        values=values,
+        vectors=vectors,
+        iterations=counter["calls"],
+        matvecs=counter["vecs"],
+        converged=True,
+        block=vectors,
+    )

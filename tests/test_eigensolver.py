@@ -1,0 +1,199 @@
+"""Block subspace iteration with Rayleigh–Ritz (spec §5) against torch.linalg.eigh."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.criteria import get_criterion
+from engine.eigensolver import (
+    EigResult,
+    lanczos_top,
+    orthonormalize,
+    subspace_iteration,
+    top_eigenpairs,
+)
+from engine.model import MLPSpec, init_params
+from engine.products import LossProblem
+from tests.dense_reference import dense_hessian
+
+RTOL = 1e-8
+
+
+def sym_matrix(eigenvalues, seed=0):
+    ev = torch.as_tensor(eigenvalues, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(len(ev), len(ev), generator=gen, dtype=torch.float64)).Q
+    return (Q * ev) @ Q.T
+
+
+def reference_top_k(A, k):
+    """Top-k by magnitude from eigh, in descending algebraic order, with eigenvectors."""
+    lam, U = torch.linalg.eigh(A)
+    idx = torch.argsort(lam.abs(), descending=True)[:k]
+    lam, U = lam[idx], U[:, idx]
+    order = torch.argsort(lam, descending=True)
+    return lam[order], U[:, order]
+
+
+def check_against_eigh(res: EigResult, A, k, rtol=RTOL, vec_tol=1e-6):
+    lam, U = reference_top_k(A, k)
+    assert res.values.shape == (k,) and res.vectors.shape == (A.shape[0], k)
+    assert torch.allclose(res.values, lam, rtol=rtol, atol=0), (res.values, lam)
+    # orthonormal Ritz vectors, aligned (up to sign) with the true eigenvectors
+    assert torch.allclose(res.vectors.T @ res.vectors, torch.eye(k, dtype=A.dtype), atol=1e-12)
+    overlap = (res.vectors * U).sum(0).abs()
+    assert torch.all(1 - overlap < vec_tol), overlap
+
+
+SPECTRUM = [10.0, -9.0, 7.0, 5.0, -4.0] + torch.linspace(-1.0, 1.0, 75).tolist()
+
+
+def test_known_spectrum_with_large_negative_eigenvalues():
+    A = sym_matrix(SPECTRUM)
+    res = top_eigenpairs(lambda V: A @ V, A.shape[0], 4, oversample=3, tol=1e-12, max_iters=500, seed=3)
+    assert res.converged
+    check_against_eigh(res, A, 4)
+    # by magnitude: 10, −9, 7, 5 — returned in descending algebraic order
+    assert res.values.tolist() == pytest.approx([10.0, 7.0, 5.0, -9.0], rel=1e-10)
+    assert res.matvecs == res.iterations * 7
+    assert res.block.shape == (A.shape[0], 7)
+    assert torch.allclose(res.block.T @ res.block, torch.eye(7, dtype=A.dtype), atol=1e-12)
+    assert torch.all(res.residuals < 1e-5)
+
+
+def test_negative_dominant_spectrum():
+    A = sym_matrix([-20.0, -15.0, 3.0, 2.0] + [0.1 * i for i in range(-20, 20)], seed=1)
+    res = top_eigenpairs(lambda V: A @ V, A.shape[0], 3, oversample=2, tol=1e-12, max_iters=500)
+    check_against_eigh(res, A, 3)
+    assert res.values[-1] == pytest.approx(-20.0, rel=1e-10)
+
+
+@pytest.mark.parametrize("act,crit", [("elu", "ce"), ("tanh", "mse")])
+def test_top_k_of_a_tiny_mlp_hessian(act, crit):
+    spec = MLPSpec((5, 4, 4, 3), act)
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (7,), generator=gen)
+    prob = LossProblem(spec, get_criterion(crit), X, y)
+    theta = init_params(spec, seed=2)
+    H = dense_hessian(prob, theta)
+    k = 3
+    res = top_eigenpairs(lambda V: prob.hvp(theta, V), prob.P, k, oversample=4, tol=1e-13, max_iters=1000)
+    assert res.converged
+    check_against_eigh(res, H, k)
+    assert prob.hvp_count == res.matvecs
+
+
+def test_warm_start_with_prev_values_stops_after_one_iteration():
+    A = sym_matrix(SPECTRUM)
+    matmat = lambda V: A @ V  # noqa: E731
+    cold = top_eigenpairs(matmat, A.shape[0], 4, oversample=3, tol=1e-12, max_iters=500)
+    # warm start, product of the block already known (fused pass): no products at all
+    warm = subspace_iteration(
+        matmat, cold.block, k=4, tol=1e-10, first_product=A @ cold.block, prev_values=cold.values
+    )
+    assert warm.iterations == 1 and warm.matvecs == 0 and warm.converged
+    check_against_eigh(warm, A, 4)
+    # warm start without the fused product: one block of products
+    warm2 = subspace_iteration(matmat, cold.block, k=4, tol=1e-10, prev_values=cold.values)
+    assert warm2.iterations == 1 and warm2.matvecs == 7 and warm2.converged
+    # without prev_values it cannot stop after one iteration
+    warm3 = subspace_iteration(matmat, cold.block, k=4, tol=1e-10)
+    assert warm3.iterations == 2 and warm3.converged
+    # prev_values from a different operator: the first comparison fails, iteration continues
+    warm4 = subspace_iteration(matmat, cold.block, k=4, tol=1e-10, prev_values=cold.values * 1.1)
+    assert warm4.iterations == 2
+
+
+def test_warm_start_tracks_a_perturbed_operator():
+    A = sym_matrix(SPECTRUM)
+    cold = top_eigenpairs(lambda V: A @ V, A.shape[0], 4, oversample=3, tol=1e-12, max_iters=500)
+    B = A + 1e-3 * sym_matrix(torch.linspace(-1, 1, A.shape[0]).tolist(), seed=5)
+    warm = subspace_iteration(lambda V: B @ V, cold.block, k=4, tol=1e-12, max_iters=500, prev_values=cold.values)
+    assert warm.converged and warm.iterations > 1
+    check_against_eigh(warm, B, 4)
+    fresh = top_eigenpairs(lambda V: B @ V, B.shape[0], 4, oversample=3, tol=1e-12, max_iters=500)
+    assert warm.matvecs < fresh.matvecs
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_first_product_saves_exactly_one_block(scale):
+    A = sym_matrix(SPECTRUM)
+    gen = torch.Generator().manual_seed(7)
+    V0 = torch.randn(A.shape[0], 6, generator=gen, dtype=torch.float64)
+    if scale == 1.0:
+        V0 = torch.linalg.qr(V0).Q  # orthonormal start
+    else:
+        V0 = V0 * scale  # non-orthonormal start: A Q = A V0 R⁻¹
+    calls = []
+
+    def matmat(V):
+        calls.append(V.shape[1])
+        return A @ V
+
+    plain = subspace_iteration(matmat, V0, k=4, tol=1e-12, max_iters=500)
+    n_plain = sum(calls)
+    calls.clear()
+    fused = subspace_iteration(matmat, V0, k=4, tol=1e-12, max_iters=500, first_product=A @ V0)
+    assert plain.matvecs == n_plain and fused.matvecs == sum(calls)
+    assert fused.iterations == plain.iterations
+    assert fused.matvecs == plain.matvecs - 6
+    assert torch.allclose(fused.values, plain.values, rtol=1e-12, atol=0)
+    check_against_eigh(fused, A, 4)
+
+
+def test_max_iters_reached_is_reported():
+    A = sym_matrix([1.0, 0.999, 0.998] + [0.5] * 30)
+    res = top_eigenpairs(lambda V: A @ V, A.shape[0], 2, oversample=0, tol=1e-15, max_iters=5)
+    assert not res.converged
+    assert res.iterations == 5 and res.matvecs == 10
+
+
+def test_rank_deficient_operator_and_start_block():
+    # rank-2 operator, block of 5: W = A V has rank 2, QR must be repaired with random columns
+    gen = torch.Generator().manual_seed(0)
+    u = torch.linalg.qr(torch.randn(40, 2, generator=gen, dtype=torch.float64)).Q
+    A = (u * torch.tensor([4.0, -2.0], dtype=torch.float64)) @ u.T
+    V0 = torch.randn(40, 5, generator=gen, dtype=torch.float64)
+    V0[:, 3] = V0[:, 0]  # duplicated column
+    V0[:, 4] = 0.0  # zero column
+    res = subspace_iteration(lambda V: A @ V, V0, k=2, tol=1e-12, max_iters=50)
+    assert res.converged
+    assert res.values.tolist() == pytest.approx([4.0, -2.0], rel=1e-12)
+    assert torch.isfinite(res.block).all()
+    assert torch.allclose(res.block.T @ res.block, torch.eye(5, dtype=torch.float64), atol=1e-12)
+    # the zero operator: every column is dependent
+    Z = subspace_iteration(lambda V: torch.zeros_like(V), V0, k=2, tol=1e-12, max_iters=3)
+    assert torch.isfinite(Z.values).all() and torch.isfinite(Z.block).all()
+
+
+def test_orthonormalize_full_rank_keeps_span():
+    gen = torch.Generator().manual_seed(1)
+    W = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    Q = orthonormalize(W)
+    assert torch.allclose(Q.T @ Q, torch.eye(4, dtype=torch.float64), atol=1e-13)
+    assert torch.allclose(Q @ (Q.T @ W), W, atol=1e-12)
+
+
+def test_lanczos_baseline_matches_eigh():
+    A = sym_matrix(SPECTRUM)
+    res = lanczos_top(lambda V: A @ V, A.shape[0], 4, seed=0)
+    check_against_eigh(res, A, 4, rtol=1e-10)
+    assert res.matvecs > 0
+
+
+def test_float32_operator():
+    A = sym_matrix(SPECTRUM).float()
+    res = top_eigenpairs(lambda V: A @ V, A.shape[0], 3, oversample=3, tol=1e-5, max_iters=500, dtype=torch.float32)
+    assert res.values.dtype == torch.float32
+    assert res.values.tolist() == pytest.approx([10.0, 7.0, -9.0], rel=1e-4)
+
+
+def test_bad_arguments_raise():
+    A = sym_matrix(SPECTRUM)
+    V0 = torch.randn(A.shape[0], 3, dtype=torch.float64)
+    with pytest.raises(ValueError):
+        subspace_iteration(lambda V: A @ V, V0, k=4)
+    with pytest.raises(ValueError):
+        subspace_iteration(lambda V: A @ V, V0, k=2, first_product=torch.zeros(5, 3, dtype=torch.float64))
