@@ -15,7 +15,9 @@ Sections (spec references in brackets):
   step for exponential Euler), ``seed`` (init), ``max_steps``, ``max_time_s``, ``target_loss``
   (0 = the criterion's default: 0.01 CE, 0.02 MSE), ``divergence_factor`` (stop when the
   loss exceeds this multiple of its start), ``device``, ``chunk_size`` (samples per chunk in
-  curvature products, 0 = all), ``rk4_alpha`` (RK4: τ = α/λ1).
+  curvature products, 0 = all), ``rk4_alpha`` (RK4: τ = α/λ1), ``threads`` (torch CPU
+  threads; 0 = automatic: one thread for small problems, where thread start-up and contention
+  with the UI cost more than they gain).
 - ``eig``: ``k`` (exponential Euler uses the top k+1 eigenpairs, 0 = number of outputs c),
   ``num`` (eigenvalues tracked for GD, 0 = k+1), ``every`` (GD: λ1 every N steps),
   ``tol``, ``max_iters``, ``oversample`` (extra block columns for convergence).
@@ -64,6 +66,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "chunk_size": 0,
         "rk4_alpha": 0.1,
+        "threads": 0,
     },
     "eig": {
         "k": 0,
@@ -103,7 +106,7 @@ POSITIVE = {"model.depth", "model.width", "train.lr", "model.init_gain", "data.i
             "ee.warmup_factor"}
 NON_NEGATIVE = {"data.size", "train.max_steps", "train.max_time_s", "train.target_loss",
                 "train.chunk_size", "eig.k", "eig.num", "eig.oversample", "ee.warmup_iters",
-                "metrics.transient_steps", "data.subset_seed", "train.seed"}
+                "metrics.transient_steps", "data.subset_seed", "train.seed", "train.threads"}
 
 SOLVER_NAMES = {"gd": "gradient descent", "ee": "exponential Euler", "rk4": "RK4 gradient flow"}
 

@@ -1,0 +1,8 @@
+"""The solvers of spec §6: fixed-LR gradient descent, exponential Euler and an RK4 reference flow.
+
+Each solver takes one step from ``theta`` and reports what the run records for that step.
+"""
+
+from engine.solvers.base import Solver, StepInfo, make_solver
+
+__all__ = ["Solver", "StepInfo", "make_solver"]

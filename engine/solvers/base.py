@@ -1,0 +1,123 @@
+"""Solver interface and the warm-started top-eigenpair tracker shared by the solvers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.eigensolver import EigResult, subspace_iteration
+from engine.products import LossProblem
+
+
+@dataclass
+class StepInfo:
+    """What one step measured at the parameters it started from."""
+
+    loss: float
+    grad_norm: float
+    step_size: float  # the time step actually taken: η for GD, τ for exponential Euler / RK4
+    eigenvalues: torch.Tensor | None  # top-K Ritz values of H by magnitude (may be negative); None if not computed
+    eig_iterations: int = 0
+
+    @property
+    def threshold(self) -> float:
+        """The stability threshold 2/η (GD) or 2/τ."""
+        return 2.0 / self.step_size
+
+
+class EigTracker:
+    """Top-K eigenpairs of H by warm-started block subspace iteration (spec §5).
+
+    The block (K + ``oversample`` columns) is kept between calls, so along a trajectory most
+    calls converge in one iteration whose products come from the solver's fused
+    gradient-and-HVP pass (``first_product``). The first (cold) call may use up to
+    ``cold_max_iters`` iterations.
+    """
+
+    def __init__(self, problem: LossProblem, num: int, *, oversample: int = 0, tol: float = 1e-3,
+                 max_iters: int = 20, cold_max_iters: int = 500, seed: int = 0) -> None:
+        self.problem = problem
+        self.num = num
+        self.block_size = num + oversample
+        self.tol = tol
+        self.max_iters = max_iters
+        self.cold_max_iters = cold_max_iters
+        self.seed = seed
+        self.block: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.vectors: torch.Tensor | None = None
+
+    def current_block(self, like: torch.Tensor) -> torch.Tensor:
+        """The block to multiply next: the warm start, or a seeded random orthonormal block."""
+        if self.block is None:
+            gen = torch.Generator().manual_seed(self.seed + 7919)
+            V = torch.randn(like.numel(), self.block_size, generator=gen, dtype=torch.float64)
+            self.block = torch.linalg.qr(V).Q.to(dtype=like.dtype, device=like.device)
+        return self.block
+
+    def update(self, theta: torch.Tensor, first_product: torch.Tensor | None = None) -> EigResult:
+        """Refine the eigenpairs at ``theta``; ``first_product`` is ``H @ current_block()`` if known."""
+        V0 = self.current_block(theta)
+        cold = self.values is None
+        result = subspace_iteration(
+            lambda V: self.problem.hvp(theta, V),
+            V0,
+            k=self.num,
+            tol=self.tol,
+            max_iters=self.cold_max_iters if cold else self.max_iters,
+            first_product=first_product,
+            prev_values=self.values,
+        )
+        self.block, self.values, self.vectors = result.block, result.values, result.vectors
+        return result
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.block is None else {"eig_block": self.block}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "eig_block" in state:
+            self.block = state["eig_block"]
+
+
+def by_magnitude(values: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenpairs sorted by decreasing |λ|."""
+    order = torch.argsort(values.abs(), descending=True)
+    return values[order], vectors[:, order]
+
+
+class Solver:
+    """One optimisation step at a time; subclasses implement :meth:`step`."""
+
+    name = ""
+
+    def __init__(self, problem: LossProblem, tracker: EigTracker, lr: float) -> None:
+        self.problem = problem
+        self.tracker = tracker
+        self.lr = lr
+        self.steps_taken = 0
+
+    def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.tracker.state_dict()
+
+
+def make_solver(cfg: dict, problem: LossProblem, num_eigs: int) -> Solver:
+    """The solver named by ``cfg['train']['solver']`` tracking ``num_eigs`` eigenvalues."""
+    from engine.solvers.exp_euler import ExponentialEuler
+    from engine.solvers.gd import GradientDescent
+    from engine.solvers.rk4 import RK4Flow
+
+    eig = cfg["eig"]
+    tracker = EigTracker(problem, num_eigs, oversample=eig["oversample"], tol=eig["tol"],
+                         max_iters=eig["max_iters"], seed=cfg["train"]["seed"])
+    solver = cfg["train"]["solver"]
+    lr = cfg["train"]["lr"]
+    if solver == "gd":
+        return GradientDescent(problem, tracker, lr, eig_every=eig["every"])
+    if solver == "ee":
+        return ExponentialEuler(problem, tracker, lr, warmup_iters=cfg["ee"]["warmup_iters"],
+                                warmup_factor=cfg["ee"]["warmup_factor"])
+    return RK4Flow(problem, tracker, lr, alpha=cfg["train"]["rk4_alpha"], eig_every=eig["every"])

@@ -1,0 +1,31 @@
+"""Fixed-learning-rate gradient descent: ``θ ← θ − η ∇L(θ)``, threshold 2/η (spec §6)."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.solvers.base import EigTracker, Solver, StepInfo
+from engine.products import LossProblem
+
+
+class GradientDescent(Solver):
+    """GD; on every ``eig_every``-th step the gradient and the HVPs share one fused pass."""
+
+    name = "gd"
+
+    def __init__(self, problem: LossProblem, tracker: EigTracker, lr: float, *, eig_every: int = 1) -> None:
+        super().__init__(problem, tracker, lr)
+        self.eig_every = eig_every
+
+    def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
+        eigenvalues, iters = None, 0
+        if self.steps_taken % self.eig_every == 0:
+            loss, grad, HV = self.problem.grad_and_hvp(theta, self.tracker.current_block(theta))
+            result = self.tracker.update(theta, first_product=HV)
+            eigenvalues, iters = result.values, result.iterations
+        else:
+            loss, grad = self.problem.loss_and_grad(theta)
+        self.steps_taken += 1
+        info = StepInfo(loss=float(loss), grad_norm=float(grad.norm()), step_size=self.lr,
+                        eigenvalues=eigenvalues, eig_iterations=iters)
+        return theta - self.lr * grad, info

@@ -1,0 +1,322 @@
+"""The ``eos-tui`` command line.
+
+Every command that trains has a headless twin (``--no-ui``). User mistakes (unknown preset,
+bad ``--set``, missing or corrupt run, …) print one ``error:`` line and exit with status 2;
+Ctrl-C during training leaves the run ``interrupted`` and exits 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import ConfigError, EosError, RunStoreError
+
+app = typer.Typer(
+    name="eos-tui",
+    help="Watch neural-network training reach (or avoid) the edge of stability, live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+run_app = typer.Typer(help="Train a preset (live UI by default, --no-ui for headless).", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn :class:`EosError` into one ``error:`` line and a non-zero exit, Ctrl-C into 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EosError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: the run is marked [bold]interrupted[/] and its data is kept")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def runs_root(value: Optional[Path]) -> Path:
+    """Where runs are saved: ``--runs-dir``, then ``$EOS_TUI_RUNS``, then ``./runs``."""
+    return Path(value or os.environ.get("EOS_TUI_RUNS") or DEFAULT_RUNS_DIR)
+
+
+def new_run_dir(root: Path, label: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{label}"
+    i = 1
+    while path.exists():
+        i += 1
+        path = root / f"{stamp}-{label}-{i}"
+    return path
+
+
+def check_out_dir(path: Path) -> Path:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunStoreError(f"--out {path} already exists and is not empty; choose a new directory")
+    return path
+
+
+def build_config(preset: str, sets: list[str], max_steps: Optional[int], device: Optional[str],
+                 data_dir: Optional[Path]) -> dict:
+    from engine.config import load_preset
+
+    overrides = list(sets or [])
+    if max_steps is not None:
+        overrides.append(f"train.max_steps={max_steps}")
+    if device is not None:
+        overrides.append(f"train.device={device}")
+    if data_dir is not None:
+        overrides.append(f"data.data_dir={data_dir}")
+    cfg = load_preset(preset, overrides)
+    from engine.trainer import resolve_device
+
+    resolve_device(cfg["train"]["device"])
+    return cfg
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a setting: key=value (repeatable), e.g. train.lr=0.05")]
+NoUI = Annotated[bool, typer.Option("--no-ui", help="Headless: train in this process and print progress.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (must not exist or be empty).")]
+RunsDirOpt = Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent of new run directories [default: $EOS_TUI_RUNS or ./runs].")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many steps.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where downloaded data sets live.")]
+
+
+def train_headless(cfg: dict, out: Path, label: str) -> int:
+    """Train in this process with a progress display; the exit code of the run."""
+    from engine.trainer import train
+
+    from eos_tui.progress import HeadlessProgress
+
+    console.print(f"run directory: [bold]{out}[/]", highlight=False)
+    with HeadlessProgress(label, cfg["train"]["max_steps"]) as progress:
+        result = train(cfg, out, on_step=progress)
+    style = {"finished": "green", "diverged": "red"}.get(result.status, "yellow")
+    console.print(f"[{style}]{result.status}[/]: {result.message} ({result.steps} steps, final loss {result.final_loss:.4g})",
+                  highlight=False)
+    return 0 if result.status in ("finished", "diverged") else 1
+
+
+@run_app.command("preset")
+@user_errors
+def run_preset(
+    name: Annotated[str, typer.Argument(help="Preset name (see `eos-tui presets`).")],
+    no_ui: NoUI = False,
+    out: OutOpt = None,
+    sets: SetOpt = None,
+    max_steps: MaxStepsOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Train preset NAME and watch it live (or headless with --no-ui)."""
+    cfg = build_config(name, sets or [], max_steps, device, data_dir)
+    target = check_out_dir(out) if out else new_run_dir(runs_root(runs_dir), name)
+    if no_ui:
+        raise typer.Exit(train_headless(cfg, target, name))
+    from engine.launch import spawn_training
+
+    from eos_tui.app import run_monitor
+
+    proc = spawn_training(cfg, target)
+    raise typer.Exit(run_monitor([target], processes=[proc]))
+
+
+@run_app.command("compare")
+@user_errors
+def run_compare_cmd(
+    name: Annotated[str, typer.Argument(help="Preset to run with both solvers.")],
+    no_ui: NoUI = False,
+    out: OutOpt = None,
+    sets: SetOpt = None,
+    max_steps: MaxStepsOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Train PRESET with GD and with exponential Euler (same data, same initial weights), side by side."""
+    base = build_config(name, sets or [], max_steps, device, data_dir)
+    parent = check_out_dir(out) if out else new_run_dir(runs_root(runs_dir), f"compare-{name}")
+    group = parent.name
+    cfgs = []
+    for solver in ("gd", "ee"):
+        cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+        cfg["train"] = dict(base["train"], solver=solver)
+        cfg["group"] = group
+        cfgs.append((parent / solver, cfg))
+    if no_ui:
+        codes = [train_headless(cfg, path, f"{name}/{cfg['train']['solver']}") for path, cfg in cfgs]
+        raise typer.Exit(max(codes))
+    from engine.launch import spawn_training
+
+    from eos_tui.app import run_monitor
+
+    procs = [spawn_training(cfg, path) for path, cfg in cfgs]
+    raise typer.Exit(run_monitor([path for path, _ in cfgs], processes=procs))
+
+
+def _existing_run(path: Path) -> Path:
+    from engine.store import open_run
+
+    with open_run(path):
+        pass
+    return path
+
+
+@app.command()
+@user_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="First run directory.")],
+    b: Annotated[Path, typer.Argument(help="Second run directory.")],
+) -> None:
+    """Compare two saved (or running) runs side by side on the common time axis t."""
+    if a.resolve() == b.resolve():
+        raise ConfigError("cannot compare a run with itself: give two different run directories")
+    _existing_run(a)
+    _existing_run(b)
+    from eos_tui.app import run_compare
+
+    raise typer.Exit(run_compare(a, b))
+
+
+@app.command()
+@user_errors
+def replay(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following a run that is still being written.")] = False,
+) -> None:
+    """Replay a saved run (or follow a live one)."""
+    _existing_run(run)
+    from eos_tui.app import run_replay
+
+    raise typer.Exit(run_replay(run, follow=follow))
+
+
+@app.command()
+@user_errors
+def runs(
+    root: Annotated[Optional[Path], typer.Argument(help="Folder of runs [default: $EOS_TUI_RUNS or ./runs].")] = None,
+    no_ui: NoUI = False,
+) -> None:
+    """Browse saved runs (a table with --no-ui)."""
+    from engine.store import list_runs
+
+    root = runs_root(root)
+    summaries = list_runs(root)
+    if not no_ui:
+        from eos_tui.app import run_browser
+
+        raise typer.Exit(run_browser(root))
+    table = Table(title=f"runs in {root}")
+    for col in ("run", "status", "preset", "solver", "steps", "t", "final loss", "max λ1", "max P^1", "started"):
+        table.add_column(col, justify="right" if col in ("steps", "t", "final loss", "max λ1", "max P^1") else "left")
+
+    def num(v, fmt=".4g"):
+        return "-" if v is None else format(v, fmt)
+
+    for s in summaries:
+        table.add_row(s.name, s.status, s.preset or "-", s.solver or "-", str(s.steps), num(s.t),
+                      num(s.final_loss), num(s.max_lambda), num(s.max_P1), s.started or "-")
+    console.print(table)
+    if not summaries:
+        console.print(f"no runs in {root}")
+
+
+@app.command()
+@user_errors
+def presets() -> None:
+    """List the presets with their data set, size, criterion and solver."""
+    from engine.config import load_preset, preset_names
+    from engine.data import dataset_info
+
+    table = Table(title="presets")
+    for col in ("preset", "data", "n", "criterion", "solver", "η", "net", "data present", "description"):
+        table.add_column(col)
+    for name in preset_names():
+        cfg = load_preset(name)
+        try:
+            info = dataset_info(cfg["data"]["name"], cfg["data"]["data_dir"] or None)
+        except EosError as exc:
+            info = {"available": False, "paper_sizes": [], "error": str(exc)}
+        size = cfg["data"]["size"] or (min(info["paper_sizes"]) if info.get("paper_sizes") else "?")
+        m = cfg["model"]
+        table.add_row(name, cfg["data"]["name"], str(size), cfg["train"]["criterion"], cfg["train"]["solver"],
+                      f"{cfg['train']['lr']:g}", f"{m['depth']}×{m['width']} {m['activation']} {m['dtype']}",
+                      "yes" if info.get("available") else "no", cfg.get("description", ""))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "csv",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file [default: RUN/metrics.FORMAT].")] = None,
+) -> None:
+    """Export a run's metrics (one row per step, snapshot columns filled at snapshot steps)."""
+    from engine.export import export_run
+
+    path = export_run(run, format, out)
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+@user_errors
+def serve(
+    command: Annotated[list[str], typer.Argument(help="The eos-tui command to serve, e.g. `replay runs/X`.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "localhost",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve an eos-tui screen in a web browser (textual-serve)."""
+    from eos_tui.app import serve_command
+
+    serve_command(command, host=host, port=port)
+
+
+def _mount_data() -> None:
+    try:
+        from eos_tui.data_cli import data_app
+    except ImportError:  # pragma: no cover - only while the data CLI is absent
+        return
+    for info in data_app.registered_commands:
+        info.callback = user_errors(info.callback)
+    app.add_typer(data_app, name="data")
+
+
+def _mount_bench() -> None:
+    try:
+        from eos_tui.bench_cli import bench_command
+    except ImportError:  # pragma: no cover
+        return
+    app.command("bench")(user_errors(bench_command))
+
+
+_mount_data()
+_mount_bench()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
