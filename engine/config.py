@@ -20,11 +20,17 @@ Sections (spec references in brackets):
   with the UI cost more than they gain).
 - ``eig``: ``k`` (exponential Euler uses the top k+1 eigenpairs, 0 = number of outputs c),
   ``num`` (eigenvalues tracked for GD, 0 = k+1), ``every`` (GD: λ1 every N steps),
-  ``tol``, ``max_iters``, ``oversample`` (extra block columns for convergence).
+  ``tol`` (stop when the top Ritz values change by less than this, relatively),
+  ``residual_tol`` (or when every relative residual ‖Hu − λu‖/|λ| is below this; 0 = off),
+  ``max_iters`` (per warm-started call; the first, cold call may take 4× as many, and later
+  calls keep refining the same block), ``oversample`` (extra block columns for convergence).
 - ``ee``: ``warmup_iters``, ``warmup_factor``: for the first ``warmup_iters`` steps the maximum
   step size is ``warmup_factor · η`` (e.g. 0.1), as in the reference ``stable-solvers``.
 - ``metrics``: ``metrics_every`` (cheap scalars), ``snapshot_every`` (full metric set +
-  checkpoint, §7), ``transient_steps`` (first steps flagged, §7), ``layer_metrics`` (bool).
+  checkpoint, §7), ``transient_steps`` (first steps flagged, §7), ``layer_metrics`` (bool),
+  ``residual`` (compute λ1(H−G) at snapshots), ``norm_tol`` (relative tolerance of the
+  per-sample ‖J_i‖ iterations), ``snapshot_eig_iters`` (iterations per snapshot for λ1(G)
+  and λ1(H−G), warm-started from the previous snapshot so the estimates keep refining).
 """
 
 from __future__ import annotations
@@ -73,7 +79,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num": 0,
         "every": 1,
         "tol": 1e-3,
-        "max_iters": 20,
+        "residual_tol": 1e-2,
+        "max_iters": 5,
         "oversample": 0,
     },
     "ee": {
@@ -85,6 +92,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "snapshot_every": 100,
         "transient_steps": 10,
         "layer_metrics": True,
+        "residual": True,
+        "norm_tol": 1e-8,
+        "snapshot_eig_iters": 5,
     },
 }
 
@@ -102,10 +112,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 POSITIVE = {"model.depth", "model.width", "train.lr", "model.init_gain", "data.image_size",
             "eig.every", "eig.max_iters", "eig.tol", "metrics.metrics_every",
-            "metrics.snapshot_every", "train.divergence_factor", "train.rk4_alpha",
+            "metrics.snapshot_every", "metrics.norm_tol", "metrics.snapshot_eig_iters", "train.divergence_factor", "train.rk4_alpha",
             "ee.warmup_factor"}
 NON_NEGATIVE = {"data.size", "train.max_steps", "train.max_time_s", "train.target_loss",
-                "train.chunk_size", "eig.k", "eig.num", "eig.oversample", "ee.warmup_iters",
+                "train.chunk_size", "eig.k", "eig.num", "eig.oversample", "eig.residual_tol", "ee.warmup_iters",
                 "metrics.transient_steps", "data.subset_seed", "train.seed", "train.threads"}
 
 SOLVER_NAMES = {"gd": "gradient descent", "ee": "exponential Euler", "rk4": "RK4 gradient flow"}

@@ -197,3 +197,20 @@ def test_bad_arguments_raise():
         subspace_iteration(lambda V: A @ V, V0, k=4)
     with pytest.raises(ValueError):
         subspace_iteration(lambda V: A @ V, V0, k=2, first_product=torch.zeros(5, 3, dtype=torch.float64))
+
+
+def test_residual_tolerance_stops_an_accurate_warm_start_after_one_iteration():
+    """When the operator moved but the block is still accurate, the free residual check stops."""
+    gen = torch.Generator().manual_seed(5)
+    P, k = 40, 3
+    Q = torch.linalg.qr(torch.randn(P, P, generator=gen, dtype=torch.float64)).Q
+    lam = torch.cat([torch.tensor([50.0, 30.0, 20.0], dtype=torch.float64), torch.linspace(5, 0.1, P - 3, dtype=torch.float64)])
+    A = Q @ torch.diag(lam) @ Q.T
+    V0 = Q[:, :k].clone()
+    stale = torch.tensor([40.0, 25.0, 10.0], dtype=torch.float64)  # previous call's values, far off
+    loose = subspace_iteration(lambda V: A @ V, V0, k=k, tol=1e-12, max_iters=30, prev_values=stale,
+                               residual_tol=1e-6)
+    assert loose.iterations == 1 and loose.converged
+    assert torch.allclose(loose.values, lam[:3], rtol=1e-12)
+    strict = subspace_iteration(lambda V: A @ V, V0, k=k, tol=1e-12, max_iters=30, prev_values=stale)
+    assert strict.iterations >= 2

@@ -29,7 +29,7 @@ def test_gd_run_records_every_step_and_snapshots(tmp_path):
         assert np.isfinite(s["lambda_H_1"][0])  # eig.every=5 in dice-quick: steps 0, 5, ...
         assert np.isnan(s["lambda_H_1"][1])
         assert np.all(np.diff(s["hvp_count"]) >= 0)
-        assert list(run.snapshot_steps()) == [0, 10, 20, 29]
+        assert list(run.snapshot_steps()) == [10, 20, 29]  # end of transient, every 10, last
         snap = run.snapshot_at(20)
         L = cfg["model"]["depth"]
         for name in ["lambda_G1", "lambda_HmG1", "overlap_ratio", "EK2", "a_L"] + [
