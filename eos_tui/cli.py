@@ -53,6 +53,21 @@ def user_errors(func: Callable) -> Callable:
     return wrapper
 
 
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal; tab-separated lines (header first) when piped, for scripts."""
+    if not console.is_terminal:
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(row))
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def runs_root(value: Optional[Path]) -> Path:
     """Where runs are saved: ``--runs-dir``, then ``$EOS_TUI_RUNS``, then ``./runs``."""
     return Path(value or os.environ.get("EOS_TUI_RUNS") or DEFAULT_RUNS_DIR)
@@ -226,43 +241,48 @@ def runs(
         from eos_tui.app import run_browser
 
         raise typer.Exit(run_browser(root))
-    table = Table(title=f"runs in {root}")
-    for col in ("run", "status", "preset", "solver", "steps", "t", "final loss", "max λ1", "max P^1", "started"):
-        table.add_column(col, justify="right" if col in ("steps", "t", "final loss", "max λ1", "max P^1") else "left")
-
     def num(v, fmt=".4g"):
         return "-" if v is None else format(v, fmt)
 
-    for s in summaries:
-        table.add_row(s.name, s.status, s.preset or "-", s.solver or "-", str(s.steps), num(s.t),
-                      num(s.final_loss), num(s.max_lambda), num(s.max_P1), s.started or "-")
-    console.print(table)
+    print_table(f"runs in {root}",
+                ["run", "status", "preset", "solver", "steps", "t", "final loss", "max λ1", "max P^1", "started"],
+                [[s.name, s.status, s.preset or "-", s.solver or "-", str(s.steps), num(s.t), num(s.final_loss),
+                  num(s.max_lambda), num(s.max_P1), s.started or "-"] for s in summaries])
     if not summaries:
-        console.print(f"no runs in {root}")
+        err_console.print(f"no runs in {root}")
 
 
 @app.command()
 @user_errors
-def presets() -> None:
-    """List the presets with their data set, size, criterion and solver."""
+def presets(
+    measure: Annotated[bool, typer.Option("--measure", help="Time one warm step of each preset whose data is present, and remember it.")] = False,
+) -> None:
+    """List the presets: data set, size, criterion, solver, data present, cost per step."""
     from engine.config import load_preset, preset_names
     from engine.data import dataset_info
+    from engine.step_cost import cached_step_cost, measure_step_cost
 
-    table = Table(title="presets")
-    for col in ("preset", "data", "n", "criterion", "solver", "η", "net", "data present", "description"):
-        table.add_column(col)
+    rows = []
     for name in preset_names():
         cfg = load_preset(name)
         try:
             info = dataset_info(cfg["data"]["name"], cfg["data"]["data_dir"] or None)
-        except EosError as exc:
-            info = {"available": False, "paper_sizes": [], "error": str(exc)}
+        except EosError:
+            info = {"available": False, "paper_sizes": []}
         size = cfg["data"]["size"] or (min(info["paper_sizes"]) if info.get("paper_sizes") else "?")
+        cost = cached_step_cost(name, cfg)
+        if measure and info.get("available"):
+            err_console.print(f"measuring {name} …", highlight=False)
+            cost = measure_step_cost(name, cfg)
         m = cfg["model"]
-        table.add_row(name, cfg["data"]["name"], str(size), cfg["train"]["criterion"], cfg["train"]["solver"],
-                      f"{cfg['train']['lr']:g}", f"{m['depth']}×{m['width']} {m['activation']} {m['dtype']}",
-                      "yes" if info.get("available") else "no", cfg.get("description", ""))
-    console.print(table)
+        rows.append([name, cfg["data"]["name"], str(size), cfg["train"]["criterion"], cfg["train"]["solver"],
+                     f"{cfg['train']['lr']:g}", f"{m['depth']}×{m['width']} {m['activation']} {m['dtype']}",
+                     "yes" if info.get("available") else "no",
+                     "-" if cost is None else f"{cost:.3g} s", cfg.get("description", "")])
+    print_table("presets", ["preset", "data", "n", "criterion", "solver", "η", "net", "data present",
+                            "s/step", "description"], rows)
+    if not measure:
+        err_console.print("s/step: seconds per warm step measured on this machine by `eos-tui presets --measure`")
 
 
 @app.command()
