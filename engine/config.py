@@ -22,8 +22,9 @@ Sections (spec references in brackets):
   ``num`` (eigenvalues tracked for GD, 0 = k+1), ``every`` (GD: λ1 every N steps),
   ``tol`` (stop when the top Ritz values change by less than this, relatively),
   ``residual_tol`` (or when every relative residual ‖Hu − λu‖/|λ| is below this; 0 = off),
-  ``max_iters`` (per warm-started call; the first, cold call may take 4× as many, and later
-  calls keep refining the same block), ``oversample`` (extra block columns for convergence).
+  ``max_iters`` (iterations of the first, cold solve), ``warm_iters`` (iterations per
+  warm-started call: 1 = one subspace iteration per step whose products come from the fused
+  gradient pass, the cost floor; the block keeps refining along the trajectory), ``oversample`` (extra block columns for convergence).
 - ``ee``: ``warmup_iters``, ``warmup_factor``: for the first ``warmup_iters`` steps the maximum
   step size is ``warmup_factor · η`` (e.g. 0.1), as in the reference ``stable-solvers``.
 - ``metrics``: ``metrics_every`` (cheap scalars), ``snapshot_every`` (full metric set +
@@ -80,7 +81,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "every": 1,
         "tol": 1e-3,
         "residual_tol": 1e-2,
-        "max_iters": 5,
+        "max_iters": 20,
+        "warm_iters": 1,
         "oversample": 0,
     },
     "ee": {
@@ -111,7 +113,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 POSITIVE = {"model.depth", "model.width", "train.lr", "model.init_gain", "data.image_size",
-            "eig.every", "eig.max_iters", "eig.tol", "metrics.metrics_every",
+            "eig.every", "eig.max_iters", "eig.warm_iters", "eig.tol", "metrics.metrics_every",
             "metrics.snapshot_every", "metrics.norm_tol", "metrics.snapshot_eig_iters", "train.divergence_factor", "train.rk4_alpha",
             "ee.warmup_factor"}
 NON_NEGATIVE = {"data.size", "train.max_steps", "train.max_time_s", "train.target_loss",

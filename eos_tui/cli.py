@@ -7,6 +7,7 @@ Ctrl-C during training leaves the run ``interrupted`` and exits 130.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
@@ -317,9 +318,13 @@ def _mount_data() -> None:
         from eos_tui.data_cli import data_app
     except ImportError:  # pragma: no cover - only while the data CLI is absent
         return
+    # Wrapped copies: the data sub-app itself stays untouched (it raises EosError for its callers).
+    wrapped = typer.Typer(help=data_app.info.help, no_args_is_help=True)
     for info in data_app.registered_commands:
-        info.callback = user_errors(info.callback)
-    app.add_typer(data_app, name="data")
+        clone = copy.copy(info)
+        clone.callback = user_errors(info.callback)
+        wrapped.registered_commands.append(clone)
+    app.add_typer(wrapped, name="data")
 
 
 def _mount_bench() -> None:

@@ -278,15 +278,21 @@ def random_setup(*, n: int, d0: int = 3072, classes: int = 10, width: int = 512,
                       chunk_size=chunk_size)
 
 
-def make_ee(setup: Setup, *, k: int, lr: float, tol: float = 1e-3, max_iters: int = 20,
-            oversample: int = 0, cold_max_iters: int = 500, problem=None):
-    """The engine's exponential Euler solver with ``k+1`` tracked eigenpairs (engine defaults)."""
+def make_ee(setup: Setup, *, k: int, lr: float, tol: float | None = None, max_iters: int | None = None,
+            oversample: int = 0, cold_max_iters: int | None = None, problem=None):
+    """The engine's exponential Euler solver with ``k+1`` tracked eigenpairs (engine defaults
+    from ``engine.config.DEFAULTS`` unless overridden)."""
+    from engine.config import DEFAULTS
     from engine.solvers.base import EigTracker
     from engine.solvers.exp_euler import ExponentialEuler
 
+    eig = DEFAULTS["eig"]
     problem = problem or setup.problem
-    tracker = EigTracker(problem, k + 1, oversample=oversample, tol=tol, max_iters=max_iters,
-                         cold_max_iters=cold_max_iters)
+    tracker = EigTracker(problem, k + 1, oversample=oversample,
+                         tol=eig["tol"] if tol is None else tol,
+                         max_iters=eig["warm_iters"] if max_iters is None else max_iters,
+                         cold_max_iters=eig["max_iters"] if cold_max_iters is None else cold_max_iters,
+                         residual_tol=eig["residual_tol"] or None)
     return ExponentialEuler(problem, tracker, lr)
 
 

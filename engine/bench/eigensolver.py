@@ -63,71 +63,6 @@ def warm_subspace(matmat, block: torch.Tensor, ref: torch.Tensor, k: int, max_it
             "reached": err <= ACCURACY}
 
 
-def warm_lobpcg(matmat, block: torch.Tensor, ref: torch.Tensor, k: int, max_iters: int) -> dict:
-    """Benchmark-side warm-started block LOBPCG (a suggested alternative for tight solves).
-
-    Rayleigh–Ritz on ``[X, R, P]`` (Ritz block, its residuals, the previous update), selecting
-    the ``b`` largest-|λ| Ritz pairs; one block of ``b`` HVPs per iteration (for ``R``), the
-    images of ``X`` and ``P`` are carried along. Oracle stop as for the subspace iteration.
-    """
-    from engine.eigensolver import orthonormalize
-
-    X = orthonormalize(block.clone())
-    b = X.shape[1]
-    hvps, err, loose_hvps = b, float("inf"), None
-    with Stopwatch() as sw:
-        AX = matmat(X)
-
-        def rr(Q, AQ):
-            T = Q.T @ AQ
-            lam, S = torch.linalg.eigh(0.5 * (T + T.T))
-            order = torch.argsort(lam.abs(), descending=True)[:b]
-            return lam[order], S[:, order]
-
-        lam, S = rr(X, AX)
-        X, AX = X @ S, AX @ S
-        Pd = APd = None
-        for it in range(1, max_iters + 1):
-            err = _matched_err(lam[:k], ref)
-            if loose_hvps is None and err <= LOOSE:
-                loose_hvps = hvps
-            if err <= ACCURACY:
-                break
-            R = AX - X * lam
-            # orthonormal basis of span[X, R, P] and its image from the known images (only R needs HVPs)
-            R = R - X @ (X.T @ R)
-            if Pd is not None:
-                C0 = X.T @ Pd
-                Pd = Pd - X @ C0
-                APd_ok = APd - AX @ C0
-            R = orthonormalize(R)
-            AR = matmat(R)
-            hvps += b
-            if Pd is not None:
-                # make P orthogonal to R too, updating its image consistently (linear combos only)
-                C = R.T @ Pd
-                Pd2 = Pd - R @ C
-                APd2 = APd_ok - AR @ C
-                nrm = Pd2.norm(dim=0)
-                keep = nrm > 1e-8 * max(float(nrm.max()), 1e-300)
-                Pd2, APd2 = Pd2[:, keep] / nrm[keep], APd2[:, keep] / nrm[keep]
-                Q, Rq = torch.linalg.qr(Pd2)
-                d = Rq.diagonal().abs()
-                if d.numel() and float(d.min()) > 1e-8 * float(d.max()):
-                    APq = torch.linalg.solve_triangular(Rq, APd2, upper=True, left=False)
-                    Qs, AQs = torch.cat([X, R, Q], 1), torch.cat([AX, AR, APq], 1)
-                else:
-                    Qs, AQs = torch.cat([X, R], 1), torch.cat([AX, AR], 1)
-            else:
-                Qs, AQs = torch.cat([X, R], 1), torch.cat([AX, AR], 1)
-            lam, S = rr(Qs, AQs)
-            Xn, AXn = Qs @ S, AQs @ S
-            Pd, APd = Xn - X @ (X.T @ Xn), AXn - AX @ (X.T @ Xn)
-            X, AX = Xn, AXn
-    return {"hvps": hvps, "hvps_1e-3": loose_hvps, "seconds": sw.seconds, "err": err, "iters": it,
-            "reached": err <= ACCURACY}
-
-
 def own_stop_subspace(matmat, block: torch.Tensor, ref: torch.Tensor, k: int, tol: float,
                       max_iters: int) -> dict:
     from engine.eigensolver import subspace_iteration
@@ -220,7 +155,6 @@ def run(quick: bool = False, console=None) -> dict:
             "warm subspace (oracle stop)": warm_subspace(matmat, block, ref, k, warm_cap),
             "warm subspace +5 oversample": warm_subspace(matmat, block, ref, k, warm_cap, oversample=5),
             "warm subspace (own stop, tol 1e-6)": own_stop_subspace(matmat, block, ref, k, 1e-6, warm_cap),
-            "warm LOBPCG (bench-side)": warm_lobpcg(matmat, block, ref, k, warm_cap),
             "cold eigsh": cold_eigsh(matmat, P, ref, k, dtype),
             "cold power + deflation": cold_power_deflation(matmat, P, ref, k, dtype, power_cap),
         }
@@ -255,10 +189,6 @@ def run(quick: bool = False, console=None) -> dict:
     ratio = by["cold eigsh"]["hvps"] / max(best["hvps"], 1)
     res.target(f"cold eigsh HVPs / {best['method']} HVPs (1e-6)", ratio, f"≥ {TARGET:g}",
                ratio >= TARGET)
-    lob = by.get("warm LOBPCG (bench-side)")
-    if lob is not None and lob["reached"]:
-        res.target("cold eigsh HVPs / warm LOBPCG HVPs (1e-6, suggested method)",
-                   by["cold eigsh"]["hvps"] / max(lob["hvps"], 1), "info", None)
     e3, w3 = by["cold eigsh"]["hvps_1e-3"], warm["hvps_1e-3"]
     if e3 is not None and w3:
         res.target("cold eigsh HVPs / warm subspace HVPs (1e-3, the solvers' tol)", e3 / w3,

@@ -160,7 +160,7 @@ def structural_only(setup, *, k: int, lr: float, repeats: int) -> dict:
             "floor_times": floor_times}
 
 
-def bench_problem(setup, *, k: int, lr: float, warmup: int, repeats: int, cold_max_iters: int,
+def bench_problem(setup, *, k: int, lr: float, warmup: int, repeats: int, cold_max_iters: int | None,
                   console=None) -> dict:
     problem = setup.problem
     ee = make_ee(setup, k=k, lr=lr, cold_max_iters=cold_max_iters)
@@ -272,14 +272,18 @@ def run(quick: bool = False, console=None) -> dict:
         setups = [dice_setup(n=468, image_size=16, width=128, depth=6, label="dice 16×16, width 128"),
                   random_setup(n=390, d0=768, width=128, depth=6, label="cifar-shaped 768, width 128")]
         structural = [dice_setup(n=468, image_size=32, width=512, depth=6, label="dice-ce")]
-        warmup, repeats, cold = 20, 3, 500
+        warmup, repeats, cold = 20, 3, None
     else:
         setups = [dice_setup(n=468, image_size=32, width=512, depth=6, label="dice-ce"),
                   random_setup(n=390, d0=3072, width=512, depth=6, label="cifar-shaped")]
-        warmup, repeats, cold = 20, 3, 500
+        warmup, repeats, cold = 20, 3, None
+    from engine.config import DEFAULTS
+
+    eig = DEFAULTS["eig"]
     res.params = {"tier": level, "k": k, "eigenpairs": k + 1, "lr": lr, "warmup_steps": warmup,
-                  "repeats": repeats, "eig_tol": 1e-3, "eig_max_iters": 20, "oversample": 0,
-                  "cold_max_iters": cold, "dtype": "float64"}
+                  "repeats": repeats, "eig_tol": eig["tol"], "eig_residual_tol": eig["residual_tol"],
+                  "eig_warm_iters": eig["warm_iters"], "oversample": 0,
+                  "cold_max_iters": cold or eig["max_iters"], "dtype": "float64"}
     rows = [bench_problem(s, k=k, lr=lr, warmup=warmup, repeats=repeats, cold_max_iters=cold,
                           console=console) for s in setups]
     srows = [structural_only(s, k=k, lr=lr, repeats=2) for s in structural]

@@ -29,23 +29,22 @@ class StepInfo:
 class EigTracker:
     """Top-K eigenpairs of H by warm-started block subspace iteration (spec §5).
 
-    The block (K + ``oversample`` columns) is kept between calls, so along a trajectory most
-    calls converge in one iteration whose products come from the solver's fused
-    gradient-and-HVP pass (``first_product``). The first (cold) call may use up to
-    ``cold_max_iters`` iterations (default ``max(20, 4 · max_iters)``); where it stops short of
-    the tolerance the next calls keep refining the same block, so the estimates converge
-    along the trajectory instead of stalling the first step.
+    The block (K + ``oversample`` columns) is kept between calls. A warm call makes at most
+    ``max_iters`` iterations (default 1: the products come from the solver's fused
+    gradient-and-HVP pass, ``first_product``, so a step costs the floor of spec §5 — one
+    subspace iteration per step, continued along the trajectory). The first (cold) call may
+    use up to ``cold_max_iters``. Either stops early at ``tol`` / ``residual_tol``.
     """
 
     def __init__(self, problem: LossProblem, num: int, *, oversample: int = 0, tol: float = 1e-3,
-                 max_iters: int = 20, cold_max_iters: int | None = None, seed: int = 0,
+                 max_iters: int = 1, cold_max_iters: int = 20, seed: int = 0,
                  residual_tol: float | None = None) -> None:
         self.problem = problem
         self.num = num
         self.block_size = num + oversample
         self.tol = tol
         self.max_iters = max_iters
-        self.cold_max_iters = cold_max_iters or max(20, 4 * max_iters)
+        self.cold_max_iters = cold_max_iters
         self.seed = seed
         self.residual_tol = residual_tol
         self.block: torch.Tensor | None = None
@@ -73,6 +72,7 @@ class EigTracker:
             first_product=first_product,
             prev_values=self.values,
             residual_tol=self.residual_tol,
+            assume_orthonormal=True,
         )
         self.block, self.values, self.vectors = result.block, result.values, result.vectors
         return result
@@ -117,7 +117,8 @@ def make_solver(cfg: dict, problem: LossProblem, num_eigs: int) -> Solver:
 
     eig = cfg["eig"]
     tracker = EigTracker(problem, num_eigs, oversample=eig["oversample"], tol=eig["tol"],
-                         max_iters=eig["max_iters"], seed=cfg["train"]["seed"],
+                         max_iters=eig["warm_iters"], cold_max_iters=eig["max_iters"],
+                         seed=cfg["train"]["seed"],
                          residual_tol=eig["residual_tol"] or None)
     solver = cfg["train"]["solver"]
     lr = cfg["train"]["lr"]

@@ -1,0 +1,109 @@
+"""Shared behaviour of screens that show runs: reader workers and a bounded-rate redraw."""
+
+from __future__ import annotations
+
+import time
+
+from textual import on
+from textual.screen import Screen
+
+from ..messages import RunFailed, RunUpdated
+from ..reader import read_loop
+from ..series import RunData
+
+__all__ = ["RunScreen", "SizedScreen", "REDRAW_HZ"]
+
+REDRAW_HZ = 8
+MAX_PLOTS_PER_TICK = 3
+
+
+class SizedScreen(Screen):
+    """A screen with a minimum terminal size; the app shows a "terminal too small" notice
+    instead of a broken layout (checked on resize and whenever this screen becomes current)."""
+
+    MIN_SIZE: tuple[int, int] = (100, 30)
+
+    def on_screen_resume(self) -> None:
+        check = getattr(self.app, "_check_size", None)
+        if check is not None:
+            self.app.call_later(check)
+
+
+class RunScreen(SizedScreen):
+    """A screen fed by one reader thread per run; redraws at most ``REDRAW_HZ`` times a second.
+
+    Subclasses implement :meth:`redraw` (called on the timer while the screen is current and
+    something changed) and list their plots' ``show`` calls via :meth:`draw_plots`.
+    """
+
+    def __init__(self, runs: list[RunData], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs = runs
+        self._dirty = True
+        self._rr = 0  # round-robin start among plots
+        self.updates_seen = 0  # RunUpdated messages handled (tests)
+        self._last_tick = time.monotonic()
+
+    def on_mount(self) -> None:
+        for data in self.runs:
+            self.start_reader(data)
+        self.set_interval(1 / REDRAW_HZ, self._tick)
+        self.call_after_refresh(self._tick)
+
+    def start_reader(self, data: RunData) -> None:
+        def work() -> None:
+            from textual.worker import get_current_worker
+
+            worker = get_current_worker()
+            read_loop(data, self.post_message, lambda: worker.is_cancelled)
+
+        self.run_worker(work, thread=True, group="reader", name=f"reader:{data.key}", exit_on_error=False)
+
+    @on(RunUpdated)
+    def _on_run_updated(self, message: RunUpdated) -> None:
+        self.updates_seen += 1
+        self._dirty = True
+
+    @on(RunFailed)
+    def _on_run_failed(self, message: RunFailed) -> None:
+        self._dirty = True
+        self.notify(message.error, title="cannot read run", severity="error", timeout=10)
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        dt, self._last_tick = now - self._last_tick, now
+        self.advance(dt)
+        if not self.is_current or not self._dirty:
+            return
+        self._dirty = False
+        self.redraw()
+
+    def advance(self, dt: float) -> None:
+        """Hook for playback (replay): move the playhead by ``dt`` seconds."""
+
+    def redraw(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def draw_plots(self, jobs: list) -> None:
+        """``jobs`` = [(plot, factory, view_signature, data_signature)].
+
+        Starts at most MAX_PLOTS_PER_TICK rebuilds per tick (round robin over the visible
+        plots) and marks the screen dirty again if some plot still has to catch up.
+        """
+        visible = [j for j in jobs if j[0].needs]
+        n = len(visible)
+        done = 0
+        start = self._rr
+        for i in range(n):
+            j = (start + i) % n
+            plot, factory, view, data = visible[j]
+            if done < MAX_PLOTS_PER_TICK and plot.show(factory, view, data):
+                done += 1
+                self._rr = (j + 1) % n
+            elif plot.building or plot.pending(view, data):
+                # still building, or new data held back by the redraw throttle: come back, so
+                # the last data of a run that stopped changing is always drawn
+                self._dirty = True

@@ -1,0 +1,183 @@
+"""MonitorScreen: one run, live (the engine is writing it) — sharpness, loss, alignment."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.widgets import Footer, Static
+
+from engine.errors import EosError
+from engine.store import send_control
+
+from ..figures import (
+    curvature_figure, factor_rows, layer_figure, loss_figure, sharpness_figure, stepsize_figure,
+)
+from ..series import RunData
+from ..widgets.factors import FactorTable
+from ..widgets.header import EE_NOTE, RunHeader
+from ..widgets.plot import SeriesPlot
+from .base import RunScreen
+
+__all__ = ["MonitorBase", "MonitorScreen", "VIEW_BINDINGS"]
+
+VIEW_BINDINGS = [
+    Binding("x", "toggle_x", "x: step/t"),
+    Binding("l", "toggle_log", "log loss"),
+    Binding("left_square_bracket", "layer(-1)", "layer-", key_display="["),
+    Binding("right_square_bracket", "layer(1)", "layer+", key_display="]"),
+    Binding("e", "toggle_eigs", "top-k"),
+    Binding("m", "metrics", "metrics"),
+]
+
+
+class MonitorBase(RunScreen):
+    """The panels of one run and the view keys; :class:`MonitorScreen` and ``ReplayScreen`` add
+    their own keys."""
+
+    BINDINGS = VIEW_BINDINGS
+
+    DEFAULT_CSS = """
+    MonitorBase #notes { height: 1; padding: 0 1; color: $text-muted; }
+    MonitorBase #panels { grid-size: 2 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr; }
+    MonitorBase FactorTable { border: round $primary-darken-2; }
+    """
+
+    def __init__(self, data: RunData, **kwargs) -> None:
+        super().__init__([data], **kwargs)
+        self.data = data
+        self.xaxis = "step"
+        self.ylog = True
+        self.layer_i = 1
+        self.extra_eigs = False
+        self._notes_shown: Text | None = None
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        yield Static(id="notes")
+        with Grid(id="panels"):
+            yield SeriesPlot(id="sharpness")
+            yield SeriesPlot(id="loss")
+            yield SeriesPlot(id="layer")
+            yield SeriesPlot(id="curvature")
+            yield SeriesPlot(id="stepsize")
+            yield FactorTable(id="factors")
+        yield Footer()
+
+    # -- what is shown -------------------------------------------------------------------------
+
+    def stop_rows(self) -> int | None:
+        """Rows shown (``None``: all of them, following the run)."""
+        return None
+
+    def notes(self) -> Text:
+        text = Text()
+        if self.data.solver == "ee":
+            text.append(EE_NOTE, "italic")
+        if self.data.error:
+            text.append(f"  {self.data.error}", "bold red")
+        return text
+
+    def header_extra(self) -> str:
+        return f"x: {self.xaxis}  layer {self.layer_i}"
+
+    def redraw(self) -> None:
+        data, stop = self.data, self.stop_rows()
+        ver = data.version if stop is None else (stop, len(data.snaps), data.loaded)
+        self.query_one(RunHeader).update_from(data, stop, self.header_extra())
+        notes = self.notes()
+        if notes != self._notes_shown:  # fixed height: repaint without a relayout
+            self._notes_shown = notes
+            self.query_one("#notes", Static).update(notes, layout=False)
+        self.layer_i = max(1, min(self.layer_i, data.depth))
+        x = self.xaxis
+        q = self.query_one
+        eigs, ylog, layer = self.extra_eigs, self.ylog, self.layer_i
+        self.draw_plots([
+            (q("#sharpness", SeriesPlot), lambda: sharpness_figure(data, stop, x, eigs), (x, eigs), ver),
+            (q("#loss", SeriesPlot), lambda: loss_figure(data, stop, x, ylog), (x, ylog), ver),
+            (q("#layer", SeriesPlot), lambda: layer_figure(data, stop, x, layer), (x, layer), ver),
+            (q("#curvature", SeriesPlot), lambda: curvature_figure(data, stop, x), (x,), ver),
+            (q("#stepsize", SeriesPlot), lambda: stepsize_figure(data, stop), (), ver),
+        ])
+        rows, first, last = factor_rows(data, stop)
+        if not q(FactorTable).update_rows(rows, first, last, rate_limit=stop is None and data.live):
+            self._dirty = True
+
+    # -- view actions --------------------------------------------------------------------------
+
+    def action_toggle_x(self) -> None:
+        self.xaxis = "t" if self.xaxis == "step" else "step"
+        self.mark_dirty()
+
+    def action_toggle_log(self) -> None:
+        self.ylog = not self.ylog
+        self.mark_dirty()
+
+    def action_layer(self, delta: int) -> None:
+        self.layer_i = (self.layer_i - 1 + delta) % max(self.data.depth, 1) + 1
+        self.mark_dirty()
+
+    def action_toggle_eigs(self) -> None:
+        self.extra_eigs = not self.extra_eigs
+        if self.data.num_eigs <= 1:
+            self.notify("this run records only λ1(H)")
+        self.mark_dirty()
+
+    def action_metrics(self) -> None:
+        from .metrics import MetricsScreen
+
+        self.app.push_screen(MetricsScreen(self.data, self.stop_rows))
+
+    def owned_live_runs(self) -> list[RunData]:
+        return []
+
+
+class MonitorScreen(MonitorBase):
+    """A run this session is training: space pauses/resumes the engine, s stops it, and
+    quitting asks first (then stops it: the run ends ``interrupted`` with its data kept)."""
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "pause/resume"),
+        Binding("s", "stop_run", "stop"),
+    ]
+
+    def __init__(self, data: RunData, *, live: bool = True, **kwargs) -> None:
+        super().__init__(data, **kwargs)
+        self.live = live
+
+    # -- engine control ------------------------------------------------------------------------
+
+    def _control(self, command: str) -> None:
+        try:
+            send_control(self.data.path, command)
+        except EosError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.data.control = command
+        self.mark_dirty()
+
+    def action_toggle_pause(self) -> None:
+        if not self.data.live:
+            self.notify(f"the run is {self.data.status}: nothing to pause")
+            return
+        if self.data.control == "pause":
+            self._control("run")
+            self.notify("resumed")
+        else:
+            self._control("pause")
+            self.notify("paused: the engine waits (space resumes)")
+
+    def action_stop_run(self) -> None:
+        if not self.data.live:
+            self.notify(f"the run is already {self.data.status}")
+            return
+        self._control("stop")
+        self.notify("stop sent: the engine ends the run 'interrupted' and keeps its data")
+
+    def owned_live_runs(self) -> list[RunData]:
+        """Runs this screen would stop on quit (live runs owned by this session)."""
+        return [self.data] if self.live and self.data.live else []

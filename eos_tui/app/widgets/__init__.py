@@ -1,0 +1,1 @@
+"""Widgets of the eos-tui app."""

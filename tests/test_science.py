@@ -1,0 +1,66 @@
+"""Science checks: GD reaches the edge of stability; exponential Euler follows gradient flow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from engine.config import load_preset
+from engine.solvers.base import EigTracker
+from engine.solvers.exp_euler import ExponentialEuler
+from engine.solvers.rk4 import rk4_step
+from engine.store import open_run
+from engine.trainer import Trainer, train
+
+
+@pytest.mark.slow
+def test_gd_on_dice_quick_sharpens_to_two_over_eta(tmp_path):
+    """Progressive sharpening: λ1 starts well below 2/η, rises to it, then hovers around it."""
+    cfg = load_preset("dice-quick", ["train.max_steps=80", "metrics.layer_metrics=false"])
+    train(cfg, tmp_path / "run")
+    with open_run(tmp_path / "run") as run:
+        s = run.steps()
+    threshold = 2 / cfg["train"]["lr"]
+    lam = s["lambda_H_1"]
+    measured = np.isfinite(lam)
+    assert measured.sum() >= 15
+    assert lam[0] < 0.5 * threshold
+    assert np.nanmax(lam) > 0.95 * threshold
+    late = lam[40:][np.isfinite(lam[40:])]
+    # at the edge: it neither keeps growing nor falls back to where it started
+    assert 0.6 * threshold < np.median(late) < 1.6 * threshold
+    assert s["loss"][-1] < 0.5 * s["loss"][0]
+
+
+def _flow_to(problem, theta, t_end, lam1):
+    """Reference gradient flow to time ``t_end`` by RK4 with τ ≤ 0.02/λ1."""
+    n = int(np.ceil(t_end * lam1 / 0.02))
+    tau = t_end / n
+    for _ in range(n):
+        theta = rk4_step(problem, theta, tau)
+    return theta
+
+
+def test_exponential_euler_stays_close_to_gradient_flow_where_gd_does_not(tmp_path):
+    trainer = Trainer(tiny_config("train.solver=ee"), tmp_path / "x")
+    problem, theta0 = trainer.problem, trainer.theta
+    lam1 = float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(
+        lambda th: torch.nn.functional.cross_entropy(
+            __import__("engine.model", fromlist=["forward"]).forward(trainer.spec, th, problem.X), problem.y),
+        theta0))[-1])
+    eta = 3.0 / lam1  # GD at this step size is past the stability threshold 2/λ1
+    tracker = EigTracker(problem, 7, tol=1e-10, max_iters=50, cold_max_iters=300)
+    ee = ExponentialEuler(problem, tracker, eta)
+    theta, t, steps = theta0, 0.0, 12
+    for _ in range(steps):
+        theta, info = ee.step(theta)
+        t += info.step_size
+    flow = _flow_to(problem, theta0, t, lam1 * 1.5)
+    gd = theta0
+    for _ in range(steps):
+        gd = gd - (t / steps) * problem.loss_and_grad(gd)[1]
+    err_ee = float((theta - flow).norm())
+    err_gd = float((gd - flow).norm())
+    assert err_ee < 0.2 * err_gd, (err_ee, err_gd)
