@@ -64,3 +64,15 @@ def test_exponential_euler_stays_close_to_gradient_flow_where_gd_does_not(tmp_pa
     err_ee = float((theta - flow).norm())
     err_gd = float((gd - flow).norm())
     assert err_ee < 0.2 * err_gd, (err_ee, err_gd)
+
+
+@pytest.mark.slow
+def test_gd_on_real_digits_reaches_two_over_eta(tmp_path):
+    """Real data, no download: scikit-learn's digits under GD sharpen up to the threshold."""
+    cfg = load_preset("digits-ce-gd", ["train.max_steps=40", "metrics.layer_metrics=false"])
+    train(cfg, tmp_path / "run")
+    with open_run(tmp_path / "run") as run:
+        s = run.steps()
+    threshold = 2 / cfg["train"]["lr"]
+    assert s["lambda_H_1"][0] < 0.25 * threshold
+    assert np.nanmax(s["lambda_H_1"]) >= 0.95 * threshold
