@@ -306,7 +306,8 @@ def run(quick: bool = False, console=None) -> dict:
     res.note("problems: " + "; ".join(r["case"] for r in rows + srows))
     res.note("step_1iter_s: a warm step whose eigen-solve stops after one Rayleigh–Ritz iteration "
              "(what a step costs once the warm start has converged); step_s: the engine's default "
-             "stopping rule (relative change of all k+1 Ritz values < 1e-3, up to 20 iterations), "
+             f"settings (eig.tol={eig['tol']:g}, eig.residual_tol={eig['residual_tol']:g}, at most "
+             f"eig.warm_iters={eig['warm_iters']} iteration(s) per warm step), "
              "eig_iters: its median iterations per step. Each extra iteration is one more HVP block.")
     res.note("cifar-shaped uses random N(0,1) inputs and random labels of CIFAR-10's shape "
              "(3072 inputs, 10 classes): valid for timing only.")
