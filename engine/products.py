@@ -102,6 +102,9 @@ class LossProblem:
         self.chunk_size = chunk_size
         self.method = method
         self.hvp_count = 0
+        # training accuracy at the θ of the latest gradient pass (manual method), read by the
+        # solvers right after their first pass at a step's θ: saves a separate forward pass
+        self.last_accuracy: float | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -176,6 +179,7 @@ class LossProblem:
             loss, grad, _ = self._fused(theta, None)
             return loss, grad, V.new_zeros(self.P, 0)
         if self.method == "func":
+            self.last_accuracy = None  # this cross-check path does not count predictions
             return self._fused_func(theta, V)
         return self._fused(theta, V)
 
@@ -234,11 +238,13 @@ class LossProblem:
             HVt = torch.zeros(b, self.P, dtype=theta.dtype, device=theta.device)
             hlayers = unflatten(spec, HVt)
         loss_total = torch.zeros((), dtype=theta.dtype, device=theta.device)
+        correct = torch.zeros((), dtype=torch.int64, device=theta.device)
         for Xc, yc in self._chunks():
             cache = self._forward(layers, tlayers, Xc)
             zL, zdL = cache[-1][1], cache[-1][2]
             loss_sum, delta = self._loss_grad_z(zL, yc)  # δ_L = ∂ℓ/∂z_L
             loss_total += loss_sum
+            correct += self.criterion.correct(zL, yc).sum()
             deltad = None
             if V is not None:  # δ̇_L = Hℓ ż_L
                 deltad = torch.einsum("mcd,bmd->bmc", self.criterion.hessian(zL, yc), zdL)
@@ -267,6 +273,7 @@ class LossProblem:
                 delta = dphi_prev * gx
         n = self.n
         grad /= n
+        self.last_accuracy = int(correct) / n
         if V is None:
             return float(loss_total) / n, grad, None
         HVt /= n

@@ -229,7 +229,7 @@ class Trainer:
             "transient": int(step < mc["transient_steps"]),
         }
         if step % mc["metrics_every"] == 0:
-            row["accuracy"] = self.problem.accuracy(theta)
+            row["accuracy"] = info.accuracy if info.accuracy is not None else self.problem.accuracy(theta)
         if info.eigenvalues is not None:
             vals = sorted((float(v) for v in info.eigenvalues), key=abs, reverse=True)[: self.num_eigs]
             row["lambda_H"] = [v if v >= 0 else math.nan for v in vals]

@@ -120,3 +120,14 @@ def test_rk4_step_matches_a_fine_flow(tmp_path):
     theta = trainer.theta
     theta1, info = trainer.solver.step(theta)
     assert info.step_size <= 0.05 / float(info.eigenvalues.abs().max()) + 1e-15
+
+
+def test_recorded_accuracy_is_the_accuracy_at_the_rows_parameters(tmp_path):
+    """The accuracy taken from the solver's own gradient pass equals a separate evaluation."""
+    for solver in ("gd", "ee", "rk4"):
+        trainer = Trainer(tiny_config(f"train.solver={solver}"), tmp_path / solver)
+        theta = trainer.theta
+        for _ in range(3):
+            new, info = trainer.solver.step(theta)
+            assert info.accuracy == trainer.problem.accuracy(theta)
+            theta = new

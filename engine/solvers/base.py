@@ -19,6 +19,7 @@ class StepInfo:
     step_size: float  # the time step actually taken: η for GD, τ for exponential Euler / RK4
     eigenvalues: torch.Tensor | None  # top-K Ritz values of H by magnitude (may be negative); None if not computed
     eig_iterations: int = 0
+    accuracy: float | None = None  # training accuracy at the step's θ, when the pass provided it
 
     @property
     def threshold(self) -> float:

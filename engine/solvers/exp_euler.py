@@ -60,10 +60,11 @@ class ExponentialEuler(Solver):
 
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         loss, grad, HV = self.problem.grad_and_hvp(theta, self.tracker.current_block(theta))
+        accuracy = self.problem.last_accuracy
         result = self.tracker.update(theta, first_product=HV)
         values, vectors = by_magnitude(result.values, result.vectors)
         new_theta, tau = exp_euler_update(theta, grad, values, vectors, self.max_step())
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(grad.norm()), step_size=tau,
-                        eigenvalues=values, eig_iterations=result.iterations)
+                        eigenvalues=values, eig_iterations=result.iterations, accuracy=accuracy)
         return new_theta, info

@@ -25,7 +25,8 @@ class GradientDescent(Solver):
             eigenvalues, iters = result.values, result.iterations
         else:
             loss, grad = self.problem.loss_and_grad(theta)
+        accuracy = self.problem.last_accuracy
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(grad.norm()), step_size=self.lr,
-                        eigenvalues=eigenvalues, eig_iterations=iters)
+                        eigenvalues=eigenvalues, eig_iterations=iters, accuracy=accuracy)
         return theta - self.lr * grad, info

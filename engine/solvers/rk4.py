@@ -31,11 +31,12 @@ class RK4Flow(Solver):
             self.lambda1 = float(result.values.abs().max())
         else:
             loss, k1 = self.problem.loss_and_grad(theta)
+        accuracy = self.problem.last_accuracy
         tau = self.lr if self.lambda1 == 0.0 else min(self.lr, self.alpha / self.lambda1)
         new_theta = rk4_step(self.problem, theta, tau, k1)
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(k1.norm()), step_size=tau,
-                        eigenvalues=eigenvalues, eig_iterations=iters)
+                        eigenvalues=eigenvalues, eig_iterations=iters, accuracy=accuracy)
         return new_theta, info
 
 
