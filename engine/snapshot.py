@@ -45,7 +45,7 @@ class SnapshotComputer:
         self._ggn_block: torch.Tensor | None = None
         self._residual_block: torch.Tensor | None = None
 
-    def compute(self, theta: torch.Tensor, tracker=None) -> dict[str, float]:
+    def compute(self, theta: torch.Tensor) -> dict[str, float]:
         """Snapshot values by store name (``EK2``, ``P_1``, ``lambda_G1``, ...)."""
         start = time.perf_counter()
         values: dict[str, float] = {}

@@ -240,7 +240,7 @@ class Trainer:
         if step in self._snapshotted:
             return
         self._snapshotted.add(step)
-        writer.append_snapshot(step, self.snapshots.compute(theta, self.solver.tracker))
+        writer.append_snapshot(step, self.snapshots.compute(theta))
         self._checkpoint(writer, step, theta)
 
     def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:

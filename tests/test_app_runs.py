@@ -39,6 +39,8 @@ async def test_table_sort_filter(browse_root):
         assert isinstance(s, RunsScreen)
         table = s.query_one("#runs", DataTable)
         await wait_until(pilot, lambda: table.row_count == 4, what="runs listed")
+        # the rows are in the table before the next repaint shows them
+        await wait_until(pilot, lambda: "corrupt" in screen_text(app), what="rows painted")
         text = screen_text(app)
         for col in ("status", "preset", "solver", "steps", "final loss", "max λ1", "max P^1", "started"):
             assert col in text
