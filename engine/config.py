@@ -231,14 +231,18 @@ def presets_dir() -> Path:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+    folder = presets_dir()
+    if not folder.is_dir():
+        raise ConfigError(f"the presets folder {folder} is missing: install eos-tui from a checkout "
+                          "with `pip install -e .`")
+    return sorted(p.stem for p in folder.glob("*.toml"))
 
 
 def read_preset(name: str) -> dict:
     """The raw (unresolved) TOML of preset ``name``."""
     path = presets_dir() / f"{name}.toml"
+    names = preset_names()
     if not path.is_file():
-        names = preset_names()
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown preset {name!r}{hint}; valid presets: {', '.join(names)}")

@@ -81,3 +81,11 @@ def test_eigen_counts_follow_the_spec():
     assert num_eigs(load_preset("dice-quick-ee", ["eig.k=3"]), 6) == 4
     gd = load_preset("dice-quick", ["eig.num=2"])
     assert num_eigs(gd, 6) == 2
+
+
+def test_missing_presets_folder_is_a_clear_error(monkeypatch, tmp_path):
+    import engine.config as config
+
+    monkeypatch.setattr(config, "presets_dir", lambda: tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="presets folder .* is missing"):
+        load_preset("dice-quick")
