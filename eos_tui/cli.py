@@ -132,6 +132,19 @@ def train_headless(cfg: dict, out: Path, label: str) -> int:
     return 0 if result.status in ("finished", "diverged") else 1
 
 
+def launch(runs: list[tuple[Path, dict, str]], no_ui: bool) -> None:
+    """Train ``(run_dir, config, label)`` runs: one after another headless, or each in its own
+    engine process watched live (one run: monitor; two: side by side). Exits with their code."""
+    if no_ui:
+        raise typer.Exit(max(train_headless(cfg, path, label) for path, cfg, label in runs))
+    from engine.launch import spawn_training
+
+    from eos_tui.app import run_monitor
+
+    procs = [spawn_training(cfg, path) for path, cfg, _ in runs]
+    raise typer.Exit(run_monitor([path for path, _, _ in runs], processes=procs))
+
+
 @run_app.command("preset")
 @user_errors
 def run_preset(
@@ -147,14 +160,7 @@ def run_preset(
     """Train preset NAME and watch it live (or headless with --no-ui)."""
     cfg = build_config(name, sets or [], max_steps, device, data_dir)
     target = check_out_dir(out) if out else new_run_dir(runs_root(runs_dir), name)
-    if no_ui:
-        raise typer.Exit(train_headless(cfg, target, name))
-    from engine.launch import spawn_training
-
-    from eos_tui.app import run_monitor
-
-    proc = spawn_training(cfg, target)
-    raise typer.Exit(run_monitor([target], processes=[proc]))
+    launch([(target, cfg, name)], no_ui)
 
 
 @run_app.command("compare")
@@ -178,16 +184,8 @@ def run_compare_cmd(
         cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
         cfg["train"] = dict(base["train"], solver=solver)
         cfg["group"] = group
-        cfgs.append((parent / solver, cfg))
-    if no_ui:
-        codes = [train_headless(cfg, path, f"{name}/{cfg['train']['solver']}") for path, cfg in cfgs]
-        raise typer.Exit(max(codes))
-    from engine.launch import spawn_training
-
-    from eos_tui.app import run_monitor
-
-    procs = [spawn_training(cfg, path) for path, cfg in cfgs]
-    raise typer.Exit(run_monitor([path for path, _ in cfgs], processes=procs))
+        cfgs.append((parent / solver, cfg, f"{name}/{solver}"))
+    launch(cfgs, no_ui)
 
 
 def _existing_run(path: Path) -> Path:
