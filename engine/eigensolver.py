@@ -32,6 +32,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.blas import mm
+
 MatMat = Callable[[torch.Tensor], torch.Tensor]
 
 # A column of a QR factor whose |R_jj| falls below this fraction of the largest is treated as
@@ -39,17 +41,60 @@ MatMat = Callable[[torch.Tensor], torch.Tensor]
 _RANK_TOL = 1e-10
 
 
+class RitzVectors:
+    """Ritz vectors kept factored as ``basis @ coeffs`` (``(P, b)`` orthonormal, ``(b, k)``).
+
+    A solver step needs only ``Uᵀ g`` and ``U c``; both cost one pass over the basis, so the
+    ``(P, k)`` product is formed only when :meth:`dense` is asked for (then cached).
+    ``coeffs=None`` stands for the identity (``basis`` is already the vectors).
+    """
+
+    def __init__(self, basis: torch.Tensor, coeffs: torch.Tensor | None = None) -> None:
+        self.basis = basis
+        self.coeffs = coeffs
+        self._dense: torch.Tensor | None = basis if coeffs is None else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.basis.shape[0], self.basis.shape[1] if self.coeffs is None else self.coeffs.shape[1])
+
+    def dense(self) -> torch.Tensor:
+        if self._dense is None:
+            self._dense = mm(self.basis, self.coeffs)
+        return self._dense
+
+    def select(self, index: torch.Tensor) -> "RitzVectors":
+        """The vectors ``index`` (a column selection or permutation), still factored."""
+        if self.coeffs is None:
+            return RitzVectors(self.basis[:, index])
+        return RitzVectors(self.basis, self.coeffs[:, index])
+
+    def project(self, g: torch.Tensor) -> torch.Tensor:
+        """``Uᵀ g``."""
+        h = mm(self.basis.T, g)
+        return h if self.coeffs is None else self.coeffs.T @ h
+
+    def combine(self, c: torch.Tensor) -> torch.Tensor:
+        """``U c``."""
+        return mm(self.basis, c if self.coeffs is None else self.coeffs @ c)
+
+
 @dataclass
 class EigResult:
     """Ritz approximation of the top-k (by magnitude) eigenpairs of a symmetric operator."""
 
     values: torch.Tensor  # (k,) Ritz values: top-k by |λ|, in descending algebraic order
-    vectors: torch.Tensor  # (P, k) orthonormal Ritz vectors matching `values`
+    ritz: RitzVectors  # the matching orthonormal Ritz vectors, factored; `vectors` is (P, k)
     iterations: int  # Rayleigh–Ritz steps performed
     matvecs: int  # operator-vector products (columns) spent in this call (not `first_product`)
     converged: bool
     block: torch.Tensor  # (P, b) orthonormal block to warm-start the next call from
     residuals: torch.Tensor | None = None  # (k,) ‖A u − λ u‖ / |λ| per pair (free to compute)
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        """``(P, k)`` orthonormal Ritz vectors matching ``values`` (formed on first use)."""
+        return self.ritz.dense()
 
 
 def orthonormalize(W: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -77,7 +122,7 @@ def orthonormalize(W: torch.Tensor, *, generator: torch.Generator | None = None)
     return torch.linalg.qr(Q).Q
 
 
-def _cholesky_qr2(W: torch.Tensor) -> torch.Tensor | None:
+def _cholesky_qr2(W: torch.Tensor, passes: int = 2) -> torch.Tensor | None:
     """Orthonormal basis by CholeskyQR2 (two passes of ``Q = W L⁻ᵀ``, ``WᵀW = L Lᵀ``).
 
     For tall, skinny, well-conditioned blocks this costs two ``b×b`` Gram products and
@@ -86,32 +131,71 @@ def _cholesky_qr2(W: torch.Tensor) -> torch.Tensor | None:
     """
     min_ratio = 1e-5 if W.dtype == torch.float64 else 1e-2
     Q = W
-    for _ in range(2):
-        L, info = torch.linalg.cholesky_ex(Q.T @ Q)
+    for _ in range(passes):
+        L, info = torch.linalg.cholesky_ex(mm(Q.T, Q))
         if int(info) != 0:
             return None
         d = L.diagonal()
         if not bool(torch.isfinite(d).all()) or float(d.min()) <= min_ratio * float(d.max()):
             return None
-        Q = torch.linalg.solve_triangular(L.T, Q, upper=True, left=False)
+        eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+        Q = mm(Q, torch.linalg.solve_triangular(L, eye, upper=False).T)  # Q L⁻ᵀ
     return Q
 
 
 def _rayleigh_ritz(V: torch.Tensor, W: torch.Tensor):
-    """Ritz values (ordered by |λ| descending), Ritz vectors ``V S`` and their images ``W S``."""
-    T = V.T @ W
+    """Rayleigh–Ritz on ``V`` (orthonormal) with ``W = A V``, in coefficient space.
+
+    Returns the Ritz values ordered by |λ| descending, their coefficients ``S`` (Ritz vectors
+    ``V S``, images ``W S``) and the Gram matrix ``G = WᵀW``, from which the residuals and the
+    next block's orthonormalization follow without touching the tall blocks again.
+    """
+    T = mm(V.T, W)
     T = 0.5 * (T + T.T)
+    G = mm(W.T, W)
+    G = 0.5 * (G + G.T)
     lam, S = torch.linalg.eigh(T)
     order = torch.argsort(lam.abs(), descending=True, stable=True)
-    lam, S = lam[order], S[:, order]
-    return lam, V @ S, W @ S
+    return lam[order], S[:, order], G
 
 
-def _top_k(lam: torch.Tensor, U: torch.Tensor, AU: torch.Tensor, k: int):
-    """The k largest-|λ| Ritz pairs, reordered to descending algebraic order."""
-    lam, U, AU = lam[:k], U[:, :k], AU[:, :k]
+def _top_k(lam: torch.Tensor, S: torch.Tensor, k: int):
+    """The k largest-|λ| Ritz values and coefficients, reordered to descending algebraic order."""
+    lam, S = lam[:k], S[:, :k]
     order = torch.argsort(lam, descending=True, stable=True)
-    return lam[order], U[:, order], AU[:, order]
+    return lam[order], S[:, order]
+
+
+def _gram_residuals(lam: torch.Tensor, S: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """Relative residuals ``‖A u − λ u‖ / |λ|`` of Ritz pairs ``u = V s`` from ``G = (AV)ᵀ(AV)``.
+
+    ``‖W s − λ V s‖² = sᵀ G s − λ²`` since ``Vᵀ W s = λ s`` and ``VᵀV = I``. The difference
+    cancels down to about ``√ε · ‖A‖``, ample for a stopping test.
+    """
+    sq = (S * (G @ S)).sum(0) - lam * lam
+    return sq.clamp_min(0).sqrt() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)
+
+
+def _next_block(W: torch.Tensor, S: torch.Tensor, G: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``orth(W S)`` using the known Gram ``G = WᵀW``: one pass over ``W`` when well conditioned.
+
+    CholeskyQR from ``(WS)ᵀ(WS) = Sᵀ G S``: its loss of orthogonality is about ``κ(W)² ε``; a
+    second CholeskyQR pass follows when that estimate exceeds ``1e-13``, and the robust
+    :func:`orthonormalize` handles blocks too ill-conditioned for Cholesky.
+    """
+    Gs = S.T @ G @ S
+    L, info = torch.linalg.cholesky_ex(0.5 * (Gs + Gs.T))
+    if int(info) == 0:
+        d = L.diagonal()
+        min_ratio = 1e-5 if W.dtype == torch.float64 else 1e-2
+        if bool(torch.isfinite(d).all()) and float(d.min()) > min_ratio * float(d.max()):
+            eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+            Q = mm(W, S @ torch.linalg.solve_triangular(L, eye, upper=False).T)
+            if (float(d.max()) / float(d.min())) ** 2 * torch.finfo(W.dtype).eps > 1e-13:
+                Q = _cholesky_qr2(Q, passes=1)
+            if Q is not None:
+                return Q
+    return orthonormalize(W @ S, generator=generator)
 
 
 def _relative_change(new: torch.Tensor, old: torch.Tensor | None) -> float:
@@ -187,25 +271,26 @@ def subspace_iteration(
         if W is None:
             W = matmat(V)
             matvecs += b
-        lam, U, AU = _rayleigh_ritz(V, W)
+        lam, S, G = _rayleigh_ritz(V, W)
         iterations += 1
-        top, topU, topAU = _top_k(lam, U, AU, k)
+        top, topS = _top_k(lam, S, k)
         change = _relative_change(top, prev)
         prev = top
-        V_next = orthonormalize(AU, generator=gen)
-        resid = (topAU - topU * top).norm(dim=0) / torch.clamp(top.abs(), min=torch.finfo(top.dtype).tiny)
+        resid = _gram_residuals(top, topS, G)
+        basis = V
+        V = _next_block(W, S, G, gen)
         if change < tol or (residual_tol is not None and float(resid.max()) < residual_tol):
             converged = True
             break
-        V, W = V_next, None
+        W = None
 
     return EigResult(
         values=top,
-        vectors=topU,
+        ritz=RitzVectors(basis, topS),
         iterations=iterations,
         matvecs=matvecs,
         converged=converged,
-        block=V_next,
+        block=V,
         residuals=resid,
     )
 
@@ -268,7 +353,7 @@ def lanczos_top(
     vectors = torch.as_tensor(U.copy(), dtype=dtype, device=device)
     return EigResult(
         values=values,
-        vectors=vectors,
+        ritz=RitzVectors(vectors),
         iterations=counter["calls"],
         matvecs=counter["vecs"],
         converged=True,

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 import engine
+from engine import blas
 from engine.config import SOLVER_NAMES, num_eigs, stiff_dim
 from engine.criteria import get_criterion
 from engine.data import load_training_set, resolve_data_dir
@@ -63,7 +64,9 @@ def configure_threads(requested: int, n: int, num_params: int) -> int:
         torch.set_num_threads(requested)
     elif n * num_params < SMALL_PROBLEM:
         torch.set_num_threads(1)
-    return torch.get_num_threads()
+    threads = torch.get_num_threads()
+    blas.set_threads(threads)  # numpy's BLAS does the eigensolver's tall-skinny products
+    return threads
 
 
 def resolve_device(name: str) -> torch.device:

@@ -57,12 +57,16 @@ def run_benchmarks(names: list[str] | None, *, quick: bool = False, json_file: P
     previous = torch.get_num_threads()
     if threads is None and quick:
         threads = 1
+    from engine import blas
+
     if threads is not None:
         torch.set_num_threads(threads)
+    blas.set_threads(torch.get_num_threads())
     try:
         return _run_selected(selected, quick=quick, json_file=json_file, console=console)
     finally:
         torch.set_num_threads(previous)
+        blas.set_threads(previous)
 
 
 def _run_selected(selected: list[str], *, quick: bool, json_file: Path | None, console) -> dict:

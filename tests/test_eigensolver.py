@@ -214,3 +214,53 @@ def test_residual_tolerance_stops_an_accurate_warm_start_after_one_iteration():
     assert torch.allclose(loose.values, lam[:3], rtol=1e-12)
     strict = subspace_iteration(lambda V: A @ V, V0, k=k, tol=1e-12, max_iters=30, prev_values=stale)
     assert strict.iterations >= 2
+
+
+def test_factored_ritz_vectors_project_and_combine_like_the_dense_ones():
+    from engine.eigensolver import RitzVectors
+
+    gen = torch.Generator().manual_seed(4)
+    basis = torch.linalg.qr(torch.randn(60, 6, dtype=torch.float64, generator=gen)).Q
+    coeffs = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=gen)).Q[:, :4]
+    ritz = RitzVectors(basis, coeffs)
+    U = basis @ coeffs
+    g = torch.randn(60, dtype=torch.float64, generator=gen)
+    c = torch.randn(4, dtype=torch.float64, generator=gen)
+    assert ritz.shape == (60, 4)
+    torch.testing.assert_close(ritz.dense(), U, rtol=0, atol=1e-14)
+    torch.testing.assert_close(ritz.project(g), U.T @ g, rtol=0, atol=1e-13)
+    torch.testing.assert_close(ritz.combine(c), U @ c, rtol=0, atol=1e-13)
+    order = torch.tensor([2, 0, 3, 1])
+    torch.testing.assert_close(ritz.select(order).dense(), U[:, order], rtol=0, atol=1e-14)
+    plain = RitzVectors(U)
+    torch.testing.assert_close(plain.select(order).project(g), U[:, order].T @ g, rtol=0, atol=1e-13)
+
+
+def test_residuals_from_the_gram_matrix_match_explicit_ones():
+    A = sym_matrix(SPECTRUM, seed=5)
+    gen = torch.Generator().manual_seed(1)
+    V0 = torch.randn(A.shape[0], 6, dtype=torch.float64, generator=gen)
+    res = subspace_iteration(lambda V: A @ V, V0, k=4, tol=0.0, max_iters=3)
+    U = res.vectors
+    explicit = (A @ U - U * res.values).norm(dim=0) / res.values.abs()
+    torch.testing.assert_close(res.residuals, explicit, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("span", [1e2, 1e3, 1e6])
+def test_next_block_stays_orthonormal_for_an_ill_conditioned_block(span):
+    # |λ| spanning 1e3 leaves one CholeskyQR pass 2.5e-9 from orthonormal (a second pass is
+    # needed), 1e6 is too ill-conditioned for Cholesky (the robust QR takes over)
+    from engine.eigensolver import _next_block, _rayleigh_ritz
+
+    A = sym_matrix(torch.logspace(0, float(torch.log10(torch.tensor(span))), 7).tolist() + [1e-3] * 43, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    V = torch.linalg.qr(torch.randn(A.shape[0], 7, dtype=torch.float64, generator=gen)).Q
+    W = A @ V
+    lam, S, G = _rayleigh_ritz(V, W)
+    B = _next_block(W, S, G, gen)
+    torch.testing.assert_close(B.T @ B, torch.eye(7, dtype=torch.float64), rtol=0, atol=1e-12)
+    # same span as orth(W S)
+    P = B @ B.T
+    torch.testing.assert_close(P @ (W @ S), W @ S, rtol=0, atol=1e-9 * float(W.norm()))
+    res = subspace_iteration(lambda X: A @ X, V, k=5, tol=0.0, max_iters=4)
+    torch.testing.assert_close(res.block.T @ res.block, torch.eye(7, dtype=torch.float64), rtol=0, atol=1e-12)

@@ -78,6 +78,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _block_blas() -> str:
+    from engine import blas
+
+    return blas.backend()
+
+
 def machine_info() -> dict:
     """CPU model, cores, torch threads and version, device, load average."""
     info = {
@@ -85,6 +91,7 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "block_blas": _block_blas(),
         "device": "cpu",
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -184,7 +191,7 @@ def print_result(console, result: dict) -> None:
 def print_machine(console, info: dict) -> None:
     console.print(
         f"[bold]machine:[/] {info['cpu']} · {info['cpu_count']} cores · torch {info['torch']} "
-        f"({info['torch_threads']} threads) · device {info['device']} · python {info['python']}"
+        f"({info['torch_threads']} threads) · block products via {info.get('block_blas', '?')} · device {info['device']} · python {info['python']}"
         + (f" · load {info['loadavg_1m']}" if "loadavg_1m" in info else ""), highlight=False)
 
 

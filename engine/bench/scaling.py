@@ -59,9 +59,11 @@ def measure_point(point: dict) -> dict:
 
     import torch
 
+    from engine import blas
     from engine.bench.common import make_ee, median, random_setup
 
     torch.set_num_threads(int(point.get("threads", 1)))
+    blas.set_threads(int(point.get("threads", 1)))
     setup = random_setup(n=point["n"], d0=point["d0"], width=point["width"], depth=point["depth"],
                          chunk_size=point.get("chunk"))
     ee = make_ee(setup, k=10, lr=0.05, max_iters=1, cold_max_iters=1)

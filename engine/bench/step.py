@@ -95,7 +95,7 @@ class ResidualStopTracker:
                                      tol=0.0, max_iters=1)
             iters, matvecs = iters + 1, matvecs + res.matvecs
         res.iterations, res.matvecs = iters, matvecs
-        inner.block, inner.values, inner.vectors = res.block, res.values, res.vectors
+        inner.block, inner.values, inner.ritz = res.block, res.values, res.ritz
         return res
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.eigensolver import EigResult, subspace_iteration
+from engine.eigensolver import EigResult, RitzVectors, subspace_iteration
 from engine.products import LossProblem
 
 
@@ -50,7 +50,7 @@ class EigTracker:
         self.residual_tol = residual_tol
         self.block: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
-        self.vectors: torch.Tensor | None = None
+        self.ritz: RitzVectors | None = None
 
     def current_block(self, like: torch.Tensor) -> torch.Tensor:
         """The block to multiply next: the warm start, or a seeded random orthonormal block."""
@@ -75,8 +75,13 @@ class EigTracker:
             residual_tol=self.residual_tol,
             assume_orthonormal=True,
         )
-        self.block, self.values, self.vectors = result.block, result.values, result.vectors
+        self.block, self.values, self.ritz = result.block, result.values, result.ritz
         return result
+
+    @property
+    def vectors(self) -> torch.Tensor | None:
+        """The last Ritz vectors, ``(P, num)`` (formed on first use)."""
+        return None if self.ritz is None else self.ritz.dense()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {} if self.block is None else {"eig_block": self.block}
@@ -86,9 +91,11 @@ class EigTracker:
             self.block = state["eig_block"]
 
 
-def by_magnitude(values: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenpairs sorted by decreasing |λ|."""
+def by_magnitude(values: torch.Tensor, vectors):
+    """Eigenpairs sorted by decreasing |λ|; ``vectors`` a ``(P, k)`` tensor or :class:`RitzVectors`."""
     order = torch.argsort(values.abs(), descending=True)
+    if isinstance(vectors, RitzVectors):
+        return values[order], vectors.select(order)
     return values[order], vectors[:, order]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.eigensolver import RitzVectors
 from engine.products import LossProblem
 from engine.solvers.base import EigTracker, Solver, StepInfo, by_magnitude
 
@@ -29,18 +30,24 @@ def flow_factors(lam: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 def exp_euler_update(theta: torch.Tensor, grad: torch.Tensor, values: torch.Tensor,
-                     vectors: torch.Tensor, max_step: float) -> tuple[torch.Tensor, float]:
+                     vectors: torch.Tensor | RitzVectors, max_step: float) -> tuple[torch.Tensor, float]:
     """One exponential Euler update from ``k+1`` eigenpairs sorted by decreasing |λ|.
 
+    ``vectors``: ``(P, k+1)`` orthonormal, or factored :class:`RitzVectors` (then the update
+    costs one pass over the basis for ``Uᵀg`` and one for ``U c``, never forming ``U``).
     Returns the new parameters and τ.
+
+    ``θ − τ(g − U Uᵀg) − U(φ ∘ Uᵀg) = θ − τ g − U((φ − τ) ∘ Uᵀg)`` over the k stiff vectors.
     """
     lam_last = float(values[-1].abs())
     tau = max_step if lam_last == 0.0 else min(max_step, 1.0 / lam_last)
-    stiff_vals, stiff_vecs = values[:-1], vectors[:, :-1]
-    proj = stiff_vecs.T @ grad
-    bulk = grad - stiff_vecs @ proj
-    step = tau * bulk + stiff_vecs @ (flow_factors(stiff_vals, tau) * proj)
-    return theta - step, tau
+    if not isinstance(vectors, RitzVectors):
+        vectors = RitzVectors(vectors)
+    k = values.shape[0] - 1
+    stiff = vectors.select(torch.arange(k, device=values.device))
+    proj = stiff.project(grad)
+    correction = stiff.combine((flow_factors(values[:-1], tau) - tau) * proj)
+    return theta - tau * grad - correction, tau
 
 
 class ExponentialEuler(Solver):
@@ -62,7 +69,7 @@ class ExponentialEuler(Solver):
         loss, grad, HV = self.problem.grad_and_hvp(theta, self.tracker.current_block(theta))
         accuracy = self.problem.last_accuracy
         result = self.tracker.update(theta, first_product=HV)
-        values, vectors = by_magnitude(result.values, result.vectors)
+        values, vectors = by_magnitude(result.values, result.ritz)
         new_theta, tau = exp_euler_update(theta, grad, values, vectors, self.max_step())
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(grad.norm()), step_size=tau,
