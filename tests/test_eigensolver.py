@@ -264,3 +264,36 @@ def test_next_block_stays_orthonormal_for_an_ill_conditioned_block(span):
     torch.testing.assert_close(P @ (W @ S), W @ S, rtol=0, atol=1e-9 * float(W.norm()))
     res = subspace_iteration(lambda X: A @ X, V, k=5, tol=0.0, max_iters=4)
     torch.testing.assert_close(res.block.T @ res.block, torch.eye(7, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_lanczos_matches_eigh_cold_and_warm():
+    from engine.eigensolver import lanczos
+
+    A = sym_matrix(SPECTRUM, seed=7)
+    gen = torch.Generator().manual_seed(2)
+    cold = lanczos(lambda V: A @ V, torch.randn(A.shape[0], dtype=torch.float64, generator=gen), 4,
+                   tol=1e-14, max_steps=80)
+    assert cold.converged
+    check_against_eigh(cold, A, 4)
+    explicit = (A @ cold.vectors - cold.vectors * cold.values).norm(dim=0) / cold.values.abs()
+    torch.testing.assert_close(cold.residuals, explicit, rtol=1e-6, atol=1e-12)
+    # a slightly perturbed operator, warm-started from the previous Ritz vectors: fewer products
+    B = A + 1e-3 * sym_matrix(torch.linspace(-1, 1, A.shape[0]).tolist(), seed=8)
+    warm = lanczos(lambda V: B @ V, cold.block, 4, tol=1e-10, max_steps=80)
+    again = lanczos(lambda V: B @ V, torch.randn(A.shape[0], dtype=torch.float64, generator=gen), 4,
+                    tol=1e-10, max_steps=80)
+    assert warm.converged and again.converged
+    check_against_eigh(warm, B, 4, rtol=1e-9, vec_tol=1e-4)
+    assert warm.matvecs < again.matvecs
+
+
+def test_lanczos_on_a_low_rank_operator_restarts_after_breakdown():
+    from engine.eigensolver import lanczos
+
+    # rank 3: the Krylov space of a generic start vector is invariant after 3 steps
+    A = sym_matrix([5.0, -3.0, 2.0] + [0.0] * 27, seed=4)
+    res = lanczos(lambda V: A @ V, torch.ones(30, dtype=torch.float64), 3, tol=1e-12, max_steps=30)
+    assert res.values.tolist() == pytest.approx([5.0, 2.0, -3.0], rel=1e-10)
+    res5 = lanczos(lambda V: A @ V, torch.ones(30, dtype=torch.float64), 5, tol=1e-12, max_steps=30)
+    assert torch.allclose(res5.vectors.T @ res5.vectors, torch.eye(5, dtype=torch.float64), atol=1e-10)
+    assert res5.values[:2].tolist() == pytest.approx([5.0, 2.0], rel=1e-10)
