@@ -24,7 +24,11 @@ Sections (spec references in brackets):
   ``residual_tol`` (or when every relative residual ‖Hu − λu‖/|λ| is below this; 0 = off),
   ``max_iters`` (iterations of the first, cold solve), ``warm_iters`` (iterations per
   warm-started call: 1 = one subspace iteration per step whose products come from the fused
-  gradient pass, the cost floor; the block keeps refining along the trajectory), ``oversample`` (extra block columns for convergence).
+  gradient pass, the cost floor; the block keeps refining along the trajectory), ``oversample``
+  (extra block columns for convergence), ``dtype`` (``same``, or ``float32``: the tracked
+  eigenpairs of a float64 run come from float32 Hessian-vector products while the gradient,
+  the update and the trajectory stay float64; then a step is one float64 gradient pass plus a
+  float32 fused pass instead of one float64 fused pass — see ``eos-tui bench step``).
 - ``ee``: ``warmup_iters``, ``warmup_factor``: for the first ``warmup_iters`` steps the maximum
   step size is ``warmup_factor · η`` (e.g. 0.1), as in the reference ``stable-solvers``.
 - ``metrics``: ``metrics_every`` (cheap scalars), ``snapshot_every`` (full metric set +
@@ -84,6 +88,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_iters": 20,
         "warm_iters": 1,
         "oversample": 0,
+        "dtype": "same",
     },
     "ee": {
         "warmup_iters": 0,
@@ -106,6 +111,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("elu", "relu", "tanh"),
     "model.init": ("normal", "uniform"),
     "model.dtype": ("float64", "float32"),
+    "eig.dtype": ("same", "float32"),
     "data.name": ("dice", "digits", "cifar10", "af", "sst"),
     "train.criterion": ("ce", "mse"),
     "train.solver": ("gd", "ee", "rk4"),

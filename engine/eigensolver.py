@@ -63,6 +63,12 @@ class RitzVectors:
             self._dense = mm(self.basis, self.coeffs)
         return self._dense
 
+    def to(self, dtype: torch.dtype) -> "RitzVectors":
+        """The same vectors in ``dtype`` (one pass over the basis; ``self`` if unchanged)."""
+        if self.basis.dtype == dtype:
+            return self
+        return RitzVectors(self.basis.to(dtype), None if self.coeffs is None else self.coeffs.to(dtype))
+
     def select(self, index: torch.Tensor) -> "RitzVectors":
         """The vectors ``index`` (a column selection or permutation), still factored."""
         if self.coeffs is None:

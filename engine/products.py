@@ -106,6 +106,17 @@ class LossProblem:
         # solvers right after their first pass at a step's θ: saves a separate forward pass
         self.last_accuracy: float | None = None
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    def with_dtype(self, dtype: torch.dtype) -> "LossProblem":
+        """The same problem with inputs (and so all products) in ``dtype``; ``self`` if unchanged."""
+        if dtype == self.X.dtype:
+            return self
+        return LossProblem(self.spec, self.criterion, self.X.to(dtype), self.y,
+                           chunk_size=self.chunk_size, method=self.method)
+
     # ------------------------------------------------------------------ helpers
 
     def _chunks(self):

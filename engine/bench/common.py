@@ -286,16 +286,18 @@ def random_setup(*, n: int, d0: int = 3072, classes: int = 10, width: int = 512,
 
 
 def make_ee(setup: Setup, *, k: int, lr: float, tol: float | None = None, max_iters: int | None = None,
-            oversample: int = 0, cold_max_iters: int | None = None, problem=None):
+            oversample: int = 0, cold_max_iters: int | None = None, problem=None,
+            eig_dtype: torch.dtype | None = None):
     """The engine's exponential Euler solver with ``k+1`` tracked eigenpairs (engine defaults
-    from ``engine.config.DEFAULTS`` unless overridden)."""
+    from ``engine.config.DEFAULTS`` unless overridden); ``eig_dtype``: the tracker's precision
+    (``eig.dtype``), e.g. float32 products for a float64 trajectory."""
     from engine.config import DEFAULTS
     from engine.solvers.base import EigTracker
     from engine.solvers.exp_euler import ExponentialEuler
 
     eig = DEFAULTS["eig"]
     problem = problem or setup.problem
-    tracker = EigTracker(problem, k + 1, oversample=oversample,
+    tracker = EigTracker(problem.with_dtype(eig_dtype or problem.dtype), k + 1, oversample=oversample,
                          tol=eig["tol"] if tol is None else tol,
                          max_iters=eig["warm_iters"] if max_iters is None else max_iters,
                          cold_max_iters=eig["max_iters"] if cold_max_iters is None else cold_max_iters,

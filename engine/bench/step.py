@@ -8,11 +8,11 @@ eigenpairs, warm-started :class:`EigTracker`, engine default tolerances), time
 * the floor: one fused forward-over-reverse pass computing the gradient and the k+1 HVPs
   (``LossProblem.grad_and_hvp``),
 
-and the mixed-precision variant implemented here (benchmark side): the eigen-solve runs on a
-float32 copy of the problem (HVPs, Rayleigh–Ritz) while the gradient, the update and the
-trajectory stay float64. Its cost is reported as the eigenvalue error at a fixed subspace
-(float32 vs float64 Rayleigh–Ritz of the same block) and the trajectory error after the timed
-steps, both started from the same state.
+and the engine's ``eig.dtype = float32`` option: the eigen-solve runs on a float32 copy of the
+problem (HVPs, Rayleigh–Ritz) while the gradient, the update and the trajectory stay float64.
+Its cost is reported as the eigenvalue error at a fixed subspace (float32 vs float64
+Rayleigh–Ritz of the same block) and the trajectory error after the timed steps, both started
+from the same state.
 """
 
 from __future__ import annotations
@@ -25,95 +25,6 @@ from engine.bench.common import (BenchResult, Stopwatch, dice_setup, make_ee, me
 NAME = "step"
 DESCRIPTION = "exponential Euler step vs one gradient and vs the fused grad+(k+1)-HVP floor"
 TARGET_RATIO = 1.3
-
-
-class MixedPrecisionEE:
-    """Exponential Euler whose eigen-solve runs in float32; gradient and update in float64."""
-
-    def __init__(self, setup, k: int, lr: float, *, tol: float = 1e-3, max_iters: int = 20) -> None:
-        from engine.products import LossProblem
-        from engine.solvers.base import EigTracker
-
-        self.p64 = setup.problem
-        self.p32 = LossProblem(setup.spec, setup.criterion, setup.X.float(), setup.y,
-                               chunk_size=setup.problem.chunk_size)
-        self.tracker = EigTracker(self.p32, k + 1, tol=tol, max_iters=max_iters)
-        self.lr = lr
-
-    def load(self, block: torch.Tensor, values: torch.Tensor | None) -> None:
-        self.tracker.block = block.float().clone()
-        self.tracker.values = None if values is None else values.float().clone()
-
-    def step(self, theta: torch.Tensor):
-        from engine.solvers.base import by_magnitude
-        from engine.solvers.exp_euler import exp_euler_update
-
-        _, grad = self.p64.loss_and_grad(theta)
-        th32 = theta.float()
-        _, _, HV = self.p32.grad_and_hvp(th32, self.tracker.current_block(th32))
-        res = self.tracker.update(th32, first_product=HV)
-        values, vectors = by_magnitude(res.values.double(), res.vectors.double())
-        new_theta, tau = exp_euler_update(theta, grad, values, vectors, self.lr)
-        return new_theta, res
-
-
-class ResidualStopTracker:
-    """Benchmark-side variant of :class:`EigTracker` (the suggested engine change).
-
-    Stops on the residuals of the Ritz pairs, ``max_j ‖H u_j − λ_j u_j‖ ≤ res_tol · |λ_1|``, which
-    the first (fused, free) iteration already provides, instead of on the change of the Ritz
-    values against the *previous step's* values — which along a moving trajectory is rarely below
-    1e-3 and so costs a second HVP block on almost every step. A residual ``ε|λ_1|`` bounds the
-    error of every Ritz value by ``ε|λ_1|`` (and by ``ε²λ_1²/gap``).
-    """
-
-    def __init__(self, problem, num: int, *, res_tol: float = 1e-3, max_iters: int = 20) -> None:
-        from engine.solvers.base import EigTracker
-
-        self._inner = EigTracker(problem, num, tol=0.0, max_iters=1, cold_max_iters=1)
-        self.problem, self.num, self.res_tol, self.max_iters = problem, num, res_tol, max_iters
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def current_block(self, like):
-        return self._inner.current_block(like)
-
-    def update(self, theta, first_product=None):
-        from engine.eigensolver import subspace_iteration
-
-        inner = self._inner
-        res = subspace_iteration(lambda V: self.problem.hvp(theta, V), inner.current_block(theta),
-                                 k=self.num, tol=0.0, max_iters=1, first_product=first_product)
-        iters, matvecs = 1, res.matvecs
-        while iters < self.max_iters:
-            scale = float(res.values.abs().max())
-            worst = float((res.residuals * res.values.abs()).max()) / scale if scale > 0 else 0.0
-            if worst <= self.res_tol:
-                break
-            res = subspace_iteration(lambda V: self.problem.hvp(theta, V), res.block, k=self.num,
-                                     tol=0.0, max_iters=1)
-            iters, matvecs = iters + 1, matvecs + res.matvecs
-        res.iterations, res.matvecs = iters, matvecs
-        inner.block, inner.values, inner.ritz = res.block, res.values, res.ritz
-        return res
-
-
-def residual_stop_steps(setup, start, block, values, *, k: int, lr: float, repeats: int):
-    """Warm exp-Euler steps with :class:`ResidualStopTracker`; (seconds, iterations, end θ)."""
-    from engine.solvers.exp_euler import ExponentialEuler
-
-    tracker = ResidualStopTracker(setup.problem, k + 1)
-    tracker._inner.block = block.clone()
-    tracker._inner.values = None if values is None else values.clone()
-    ee = ExponentialEuler(setup.problem, tracker, lr)
-    times, iters, th = [], [], start
-    for _ in range(repeats):
-        with Stopwatch() as sw:
-            th, info = ee.step(th)
-        times.append(sw.seconds)
-        iters.append(info.eig_iterations)
-    return times, iters, th
 
 
 def _ritz(V: torch.Tensor, HV: torch.Tensor) -> torch.Tensor:
@@ -196,23 +107,23 @@ def bench_problem(setup, *, k: int, lr: float, warmup: int, repeats: int, cold_m
     floor_times = time_call(floor, repeats=repeats, warmup=0)
     end1: dict = {}
     one_times = one_iteration_step(setup, start, block0, values0, k=k, lr=lr, repeats=repeats, end=end1)
-    rs_times, rs_iters, th_rs = residual_stop_steps(setup, start, block0, values0, k=k, lr=lr,
-                                                    repeats=repeats)
 
-    # mixed precision: float32 eigen-solve, float64 trajectory, same start and warm block
-    mixed = MixedPrecisionEE(setup, k, lr)
-    mixed.load(block0, values0)
+    # eig.dtype = float32: float32 eigen-solve, float64 trajectory, same start and warm block
+    mixed = make_ee(setup, k=k, lr=lr, eig_dtype=torch.float32)
+    mixed.tracker.block = block0.float().clone()
+    mixed.tracker.values = None if values0 is None else values0.float().clone()
     mixed_times, mixed_iters = [], []
     thmx = start
     for _ in range(repeats):
         with Stopwatch() as sw:
-            thmx, res = mixed.step(thmx)
+            thmx, info = mixed.step(thmx)
         mixed_times.append(sw.seconds)
-        mixed_iters.append(res.iterations)
+        mixed_iters.append(info.eig_iterations)
+    p32 = mixed.tracker.problem
     s32 = start.float()
     b32 = block0.float()
     with Stopwatch() as sw32:
-        HV32 = mixed.p32.grad_and_hvp(s32, b32)[2]
+        HV32 = p32.grad_and_hvp(s32, b32)[2]
     lam64 = _ritz(block0, out["HV64"])
     lam32 = _ritz(b32, HV32)
     eig_err = float(((lam32 - lam64).abs() / lam64.abs().clamp_min(1e-300)).max())
@@ -232,10 +143,6 @@ def bench_problem(setup, *, k: int, lr: float, warmup: int, repeats: int, cold_m
         "step/grad": t_step / t_grad,
         "step/floor": t_step / t_floor,
         "step_1iter_s": median(one_times),
-        "resstop_s": median(rs_times),
-        "resstop/floor": median(rs_times) / t_floor,
-        "resstop_iters": median(rs_iters),
-        "resstop_traj_rel_err": rel_diff(th_rs, th64, scale=th64 - start),
         "1iter/floor": median(one_times) / t_floor,
         "1iter_traj_rel_err": rel_diff(end1["theta"], th64, scale=th64 - start),
         "floor/grad": t_floor / t_grad,
@@ -290,11 +197,7 @@ def run(quick: bool = False, console=None) -> dict:
     res.table("exp-Euler step (medians, seconds)", rows + srows,
               ["label", "k+1", "step_s", "step_1iter_s", "grad_s", "floor_s", "step/grad",
                "step/floor", "1iter/floor", "floor/grad", "eig_iters", "hvps/step"])
-    res.table("suggested engine change: stop on residuals (≤ 1e-3·|λ1|) instead of the change "
-              "against the previous step", rows,
-              ["label", "step_s", "eig_iters", "resstop_s", "resstop_iters", "resstop/floor",
-               "resstop_traj_rel_err", "step_1iter_s", "1iter_traj_rel_err"])
-    res.table("float32 eigen-solve, float64 trajectory", rows,
+    res.table("eig.dtype=float32: float32 eigen-solve, float64 trajectory", rows,
               ["label", "step_s", "f32_step_s", "f32_speedup", "f32_floor_s", "f32_eig_iters",
                "f32_eig_rel_err", "f32_traj_rel_err", "f32_traj_rel_err_vs_norm"])
     for r in rows:
@@ -311,7 +214,7 @@ def run(quick: bool = False, console=None) -> dict:
              "eig_iters: its median iterations per step. Each extra iteration is one more HVP block.")
     res.note("cifar-shaped uses random N(0,1) inputs and random labels of CIFAR-10's shape "
              "(3072 inputs, 10 classes): valid for timing only.")
-    res.note(f"the tracker's first (cold) solve is capped at {cold} iterations; the {warmup} "
+    res.note(f"the tracker's first (cold) solve is capped at {cold or eig['max_iters']} iterations; the {warmup} "
              "warm-up steps follow the trajectory as in a real run (max 20 iterations each, tol 1e-3).")
     res.note("f32_traj_rel_err = ‖θ_mixed − θ_f64‖ / ‖θ_f64 − θ_start‖ after the timed steps "
              "from the same state; f32_eig_rel_err = max relative difference of the k+1 Ritz "

@@ -52,16 +52,26 @@ class EigTracker:
         self.values: torch.Tensor | None = None
         self.ritz: RitzVectors | None = None
 
+    def cast(self, theta: torch.Tensor) -> torch.Tensor:
+        """``theta`` in the precision of the tracker's products (``eig.dtype``)."""
+        return theta.to(self.problem.dtype)
+
     def current_block(self, like: torch.Tensor) -> torch.Tensor:
         """The block to multiply next: the warm start, or a seeded random orthonormal block."""
         if self.block is None:
             gen = torch.Generator().manual_seed(self.seed + 7919)
             V = torch.randn(like.numel(), self.block_size, generator=gen, dtype=torch.float64)
             self.block = torch.linalg.qr(V).Q.to(dtype=like.dtype, device=like.device)
+        elif self.block.dtype != like.dtype:  # e.g. a checkpoint written with another eig.dtype
+            self.block = self.block.to(like.dtype)
         return self.block
 
     def update(self, theta: torch.Tensor, first_product: torch.Tensor | None = None) -> EigResult:
-        """Refine the eigenpairs at ``theta``; ``first_product`` is ``H @ current_block()`` if known."""
+        """Refine the eigenpairs at ``theta``; ``first_product`` is ``H @ current_block()`` if known.
+
+        ``theta`` is cast to the tracker's precision; the result is in that precision.
+        """
+        theta = self.cast(theta)
         V0 = self.current_block(theta)
         cold = self.values is None
         result = subspace_iteration(
@@ -113,6 +123,21 @@ class Solver:
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         raise NotImplementedError
 
+    def grad_and_block_product(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(L(θ), ∇L(θ), H·block)`` for the tracker's current block.
+
+        One fused pass when the tracker works in the problem's precision (the floor of a step);
+        with ``eig.dtype = float32`` on a float64 problem, a float64 gradient pass plus a fused
+        pass on the float32 copy (whose gradient is not used).
+        """
+        tracker = self.tracker
+        if tracker.problem is self.problem:
+            return self.problem.grad_and_hvp(theta, tracker.current_block(theta))
+        loss, grad = self.problem.loss_and_grad(theta)
+        low = tracker.cast(theta)
+        _, _, HV = tracker.problem.grad_and_hvp(low, tracker.current_block(low))
+        return loss, grad, HV
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.tracker.state_dict()
 
@@ -124,7 +149,8 @@ def make_solver(cfg: dict, problem: LossProblem, num_eigs: int) -> Solver:
     from engine.solvers.rk4 import RK4Flow
 
     eig = cfg["eig"]
-    tracker = EigTracker(problem, num_eigs, oversample=eig["oversample"], tol=eig["tol"],
+    eig_problem = problem.with_dtype(torch.float32) if eig["dtype"] == "float32" else problem
+    tracker = EigTracker(eig_problem, num_eigs, oversample=eig["oversample"], tol=eig["tol"],
                          max_iters=eig["warm_iters"], cold_max_iters=eig["max_iters"],
                          seed=cfg["train"]["seed"],
                          residual_tol=eig["residual_tol"] or None)

@@ -66,10 +66,11 @@ class ExponentialEuler(Solver):
         return scale * self.lr
 
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
-        loss, grad, HV = self.problem.grad_and_hvp(theta, self.tracker.current_block(theta))
+        loss, grad, HV = self.grad_and_block_product(theta)
         accuracy = self.problem.last_accuracy
         result = self.tracker.update(theta, first_product=HV)
-        values, vectors = by_magnitude(result.values, result.ritz)
+        # (eig.dtype = float32: the pairs come in float32; the update is done in θ's precision)
+        values, vectors = by_magnitude(result.values.to(theta.dtype), result.ritz.to(theta.dtype))
         new_theta, tau = exp_euler_update(theta, grad, values, vectors, self.max_step())
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(grad.norm()), step_size=tau,

@@ -20,9 +20,9 @@ class GradientDescent(Solver):
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         eigenvalues, iters = None, 0
         if self.steps_taken % self.eig_every == 0:
-            loss, grad, HV = self.problem.grad_and_hvp(theta, self.tracker.current_block(theta))
+            loss, grad, HV = self.grad_and_block_product(theta)
             result = self.tracker.update(theta, first_product=HV)
-            eigenvalues, iters = result.values, result.iterations
+            eigenvalues, iters = result.values.to(theta.dtype), result.iterations
         else:
             loss, grad = self.problem.loss_and_grad(theta)
         accuracy = self.problem.last_accuracy

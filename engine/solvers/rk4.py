@@ -25,9 +25,9 @@ class RK4Flow(Solver):
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         eigenvalues, iters = None, 0
         if self.steps_taken % self.eig_every == 0 or self.lambda1 is None:
-            loss, k1, HV = self.problem.grad_and_hvp(theta, self.tracker.current_block(theta))
+            loss, k1, HV = self.grad_and_block_product(theta)
             result = self.tracker.update(theta, first_product=HV)
-            eigenvalues, iters = result.values, result.iterations
+            eigenvalues, iters = result.values.to(theta.dtype), result.iterations
             self.lambda1 = float(result.values.abs().max())
         else:
             loss, k1 = self.problem.loss_and_grad(theta)
