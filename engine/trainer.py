@@ -228,7 +228,7 @@ class Trainer:
             "tau": info.step_size,
             "threshold": info.threshold,
             "wall_s": wall,
-            "hvp_count": self.problem.hvp_count,
+            "hvp_count": self.solver.hvp_count,
             "transient": int(step < mc["transient_steps"]),
         }
         if step % mc["metrics_every"] == 0:

@@ -133,8 +133,9 @@ def test_cuda_request_without_cuda_is_a_clear_error():
 
 
 def _start_headless(out: Path, *extra: str) -> subprocess.Popen:
+    """A tiny headless run that keeps training until it is stopped (no reachable target loss)."""
     cmd = [sys.executable, "-m", "eos_tui.cli", "run", "preset", "dice-quick", "--no-ui", "--out", str(out),
-           *TINY_ARGS, "--set", "train.max_steps=100000", *extra]
+           *TINY_ARGS, "--set", "train.max_steps=100000", "--set", "train.target_loss=1e-12", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
 

@@ -83,4 +83,6 @@ def test_a_run_with_float32_eigenpairs_records_them(tmp_path):
     with open_run(tmp_path / "run") as run:
         s = run.steps()
         assert np.isfinite(s["lambda_H_1"]).all() and np.isfinite(s["tau"]).all()
+        # the float32 products are counted: at least k+1 = 7 per exponential Euler step
+        assert s["hvp_count"][-1] >= 7 * (len(s["step"]) - 1)
         assert run.config["eig"]["dtype"] == "float32"

@@ -123,6 +123,14 @@ class Solver:
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         raise NotImplementedError
 
+    @property
+    def hvp_count(self) -> int:
+        """Curvature products so far, in the problem's and (``eig.dtype``) the tracker's precision."""
+        count = self.problem.hvp_count
+        if self.tracker.problem is not self.problem:
+            count += self.tracker.problem.hvp_count
+        return count
+
     def grad_and_block_product(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(L(θ), ∇L(θ), H·block)`` for the tracker's current block.
 
