@@ -128,24 +128,36 @@ def orthonormalize(W: torch.Tensor, *, generator: torch.Generator | None = None)
     return torch.linalg.qr(Q).Q
 
 
+def _inverse_cholesky(gram: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, float] | None:
+    """``(L⁻ᵀ, κ)`` for the Gram ``gram = L Lᵀ`` of a block of ``dtype`` with column condition ``κ``.
+
+    ``None`` when the factorization fails or the block is too ill-conditioned for CholeskyQR
+    (``κ`` beyond ``1e5`` in float64, ``1e2`` in float32).
+    """
+    L, info = torch.linalg.cholesky_ex(0.5 * (gram + gram.T))
+    if int(info) != 0:
+        return None
+    d = L.diagonal()
+    min_ratio = 1e-5 if dtype == torch.float64 else 1e-2
+    if not bool(torch.isfinite(d).all()) or float(d.min()) <= min_ratio * float(d.max()):
+        return None
+    eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+    return torch.linalg.solve_triangular(L, eye, upper=False).T, float(d.max()) / float(d.min())
+
+
 def _cholesky_qr2(W: torch.Tensor, passes: int = 2) -> torch.Tensor | None:
     """Orthonormal basis by CholeskyQR2 (two passes of ``Q = W L⁻ᵀ``, ``WᵀW = L Lᵀ``).
 
-    For tall, skinny, well-conditioned blocks this costs two ``b×b`` Gram products and
-    triangular solves, several times cheaper than Householder QR at ``P ~ 10⁶``; it gives
-    ``None`` (use the robust path) when the block is too ill-conditioned for it.
+    For tall, skinny, well-conditioned blocks this costs two Gram products ``QᵀQ`` and two
+    tall products ``Q L⁻ᵀ``; ``None`` if the block is too ill-conditioned for it (the caller
+    falls back to Householder QR).
     """
-    min_ratio = 1e-5 if W.dtype == torch.float64 else 1e-2
     Q = W
     for _ in range(passes):
-        L, info = torch.linalg.cholesky_ex(mm(Q.T, Q))
-        if int(info) != 0:
+        factor = _inverse_cholesky(mm(Q.T, Q), W.dtype)
+        if factor is None:
             return None
-        d = L.diagonal()
-        if not bool(torch.isfinite(d).all()) or float(d.min()) <= min_ratio * float(d.max()):
-            return None
-        eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
-        Q = mm(Q, torch.linalg.solve_triangular(L, eye, upper=False).T)  # Q L⁻ᵀ
+        Q = mm(Q, factor[0])
     return Q
 
 
@@ -189,18 +201,14 @@ def _next_block(W: torch.Tensor, S: torch.Tensor, G: torch.Tensor, generator: to
     second CholeskyQR pass follows when that estimate exceeds ``1e-13``, and the robust
     :func:`orthonormalize` handles blocks too ill-conditioned for Cholesky.
     """
-    Gs = S.T @ G @ S
-    L, info = torch.linalg.cholesky_ex(0.5 * (Gs + Gs.T))
-    if int(info) == 0:
-        d = L.diagonal()
-        min_ratio = 1e-5 if W.dtype == torch.float64 else 1e-2
-        if bool(torch.isfinite(d).all()) and float(d.min()) > min_ratio * float(d.max()):
-            eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
-            Q = mm(W, S @ torch.linalg.solve_triangular(L, eye, upper=False).T)
-            if (float(d.max()) / float(d.min())) ** 2 * torch.finfo(W.dtype).eps > 1e-13:
-                Q = _cholesky_qr2(Q, passes=1)
-            if Q is not None:
-                return Q
+    factor = _inverse_cholesky(S.T @ G @ S, W.dtype)
+    if factor is not None:
+        inv_t, kappa = factor
+        Q = mm(W, S @ inv_t)
+        if kappa**2 * torch.finfo(W.dtype).eps > 1e-13:
+            Q = _cholesky_qr2(Q, passes=1)
+        if Q is not None:
+            return Q
     return orthonormalize(W @ S, generator=generator)
 
 
