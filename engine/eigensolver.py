@@ -328,6 +328,36 @@ def top_eigenpairs(
     return subspace_iteration(matmat, V0, k=k, tol=tol, max_iters=max_iters, seed=seed + 1)
 
 
+def _orthogonalize(basis: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``w`` minus its projection on the orthonormal ``basis``, twice (twice is enough)."""
+    for _ in range(2):
+        w = w - mm(basis, mm(basis.T, w))
+    return w
+
+
+def _tridiagonal_ritz(alpha: torch.Tensor, beta: torch.Tensor, k: int):
+    """Top-k (by |θ|) Ritz pairs of the Lanczos tridiagonal ``T_m`` and their error bounds.
+
+    ``alpha`` (m,) is its diagonal, ``beta[:m-1]`` its off-diagonal and ``beta[m-1]`` the next
+    coefficient. Returns the values, their eigenvectors ``S`` in ``T_m``'s basis, the bound
+    ``min(r²/(|θ|·gap), r/|θ|)`` on each relative eigenvalue error and the relative residual
+    ``r/|θ|``, where ``r = β_m |s_{m,i}|``.
+    """
+    m = alpha.shape[0]
+    tiny = torch.finfo(torch.float64).tiny
+    T = torch.diag(alpha) + torch.diag(beta[: m - 1], 1) + torch.diag(beta[: m - 1], -1)
+    theta, Y = torch.linalg.eigh(T)
+    order = torch.argsort(theta.abs(), descending=True, stable=True)[:k]
+    resid = beta[m - 1] * Y[m - 1, order].abs()
+    others = theta.unsqueeze(0) - theta[order].unsqueeze(1)
+    others[torch.arange(k), order] = float("inf")
+    gap = others.abs().min(dim=1).values if m > 1 else torch.full((k,), float("inf"), dtype=torch.float64)
+    lam_abs = theta[order].abs().clamp_min(tiny)
+    rel_resid = resid / lam_abs
+    bound = torch.minimum(resid**2 / (lam_abs * gap.clamp_min(tiny)), rel_resid)
+    return theta[order], Y[:, order], bound, rel_resid
+
+
 def lanczos(
     matmat: MatMat,
     start: torch.Tensor,
@@ -369,30 +399,16 @@ def lanczos(
     Q[:, 0] = v / norm
     alpha = torch.zeros(steps, dtype=torch.float64)
     beta = torch.zeros(steps, dtype=torch.float64)
-    top = S = None
-    bound = rel_resid = torch.full((k,), float("inf"), dtype=torch.float64)
-    converged, m = False, 0
+    converged, m = False, 0  # steps >= k: the Ritz pairs below are formed at least once
     for j in range(steps):
         w = matmat(Q[:, j : j + 1])[:, 0]
         basis = Q[:, : j + 1]
         alpha[j] = float(mm(basis[:, j], w))
-        for _ in range(2):  # full reorthogonalization, twice is enough
-            w = w - mm(basis, mm(basis.T, w))
+        w = _orthogonalize(basis, w)  # full reorthogonalization
         beta[j] = float(w.norm())
         m = j + 1
         if m >= k:
-            T = torch.diag(alpha[:m]) + torch.diag(beta[: m - 1], 1) + torch.diag(beta[: m - 1], -1)
-            theta, Y = torch.linalg.eigh(T)
-            order = torch.argsort(theta.abs(), descending=True, stable=True)[:k]
-            resid = beta[j] * Y[m - 1, order].abs()
-            others = theta.unsqueeze(0) - theta[order].unsqueeze(1)
-            others[torch.arange(k), order] = float("inf")
-            gap = others.abs().min(dim=1).values if m > 1 else torch.full((k,), float("inf"), dtype=torch.float64)
-            lam_abs = theta[order].abs().clamp_min(torch.finfo(torch.float64).tiny)
-            bound = resid**2 / (lam_abs * gap.clamp_min(torch.finfo(torch.float64).tiny))
-            rel_resid = resid / lam_abs
-            bound = torch.minimum(bound, rel_resid)
-            top, S = theta[order], Y[:, order]
+            top, S, bound, rel_resid = _tridiagonal_ritz(alpha[:m], beta[:m], k)
             if float(bound.max()) < tol:
                 converged = True
                 break
@@ -409,8 +425,7 @@ def lanczos(
             # invariant subspace found: continue from a fresh direction orthogonal to it
             beta[j] = 0.0
             w = torch.randn(P, dtype=torch.float64, generator=gen).to(dtype=Q.dtype, device=Q.device)
-            for _ in range(2):
-                w = w - mm(basis, mm(basis.T, w))
+            w = _orthogonalize(basis, w)
             w = w / w.norm()
             Q[:, j + 1] = w
         else:
