@@ -165,3 +165,23 @@ async def test_quit_during_real_training_asks_then_stops(real_training):
     proc.wait(timeout=60)
     with open_run(path) as run:
         assert run.status == "interrupted" and not run.crashed and run.num_steps() > 0
+
+
+async def test_a_view_key_redraws_at_once_and_starts_every_panel_it_changes(gd_run):
+    """The key's own handler repaints the header and starts the rebuild of all four panels
+    drawn against the x axis, more than the per-tick cap on rebuilds for new data, without
+    waiting for the redraw timer."""
+    from eos_tui.app.screens.base import MAX_PLOTS_PER_TICK
+    from eos_tui.app.widgets.header import RunHeader
+
+    app = build_app("monitor", [gd_run], live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        s = app.screen
+        x_panels = [s.query_one(f"#{name}", SeriesPlot) for name in ("sharpness", "loss", "layer", "curvature")]
+        assert len(x_panels) > MAX_PLOTS_PER_TICK
+        s.action_toggle_x()  # no await: nothing else has run since the key
+        assert "x: t " in str(s.query_one(RunHeader)._shown)
+        assert all(p._signature[0][0] == "t" for p in x_panels)  # each rebuild has started
+        await settle(pilot)
+        assert all(p.drawn_view[0] == "t" for p in x_panels)

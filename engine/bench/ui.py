@@ -4,10 +4,9 @@
   it writes rows as fast as it can) and the live monitor (``eos_tui.app.build_app("monitor",
   live=True)``) driven headless through ``App.run_test()``. Key presses (``x``, toggle the x
   axis) are sent as a terminal would send them (into the driver's message queue, not through
-  ``Pilot.press``, whose wait-for-idle would time our own worker threads). Per press:
-  *handled* = until the screen's state changed (the header and notes are repainted in that
-  same refresh); *plots* = until every plot panel finished its rebuild for the new view
-  (plots are rebuilt off the UI thread, rate-limited by design).
+  ``Pilot.press``, whose wait-for-idle would time our own worker threads). Per press: until the
+  header shows the new axis; until the sharpness panel shows it; until all four panels drawn
+  against the x axis show it (plots are rebuilt off the UI thread).
 * **Replay open**: a 100k-row run written with ``engine.store.RunWriter.append_steps`` (bulk),
   opened in the replay screen; seconds until all rows are loaded and every plot has drawn once.
 """
@@ -34,6 +33,7 @@ LIVE_OVERRIDES = ["train.max_steps=1000000", "train.target_loss=1e-12", "train.s
                   "eig.every=100000", "eig.tol=0.1", "metrics.layer_metrics=false",
                   "metrics.snapshot_every=100000"]
 OPEN_TARGET_S = 1.0
+X_PANELS = ("sharpness", "loss", "layer", "curvature")  # monitor panels drawn against the x axis
 
 
 def write_big_run(path: Path, rows: int, num_eigs: int = 3, depth: int = 3, snapshot_every: int = 1000) -> float:
@@ -108,10 +108,11 @@ async def _live_latency(path: Path, presses: int, gap: float) -> dict:
     from textual import events
 
     from eos_tui.app import build_app
+    from eos_tui.app.widgets.header import RunHeader
     from eos_tui.app.widgets.plot import SeriesPlot
 
     app = build_app("monitor", [path], live=True)
-    handled, plotted, rows = [], [], []
+    handled, plotted, all_plotted, rows = [], [], [], []
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         deadline = time.monotonic() + 60
@@ -119,24 +120,34 @@ async def _live_latency(path: Path, presses: int, gap: float) -> dict:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         rows0 = len(screen.data.steps)
-        plot = screen.query_one("#sharpness", SeriesPlot)  # its view depends on the x axis
+        header = screen.query_one(RunHeader)
+        # the panels whose view depends on the x axis; the sharpness panel is the first
+        plots = [screen.query_one(f"#{name}", SeriesPlot) for name in X_PANELS]
         for _ in range(presses):
-            before_x = screen.xaxis
-            before = plot.redraws
+            new_x = "t" if screen.xaxis == "step" else "step"
+            before = [p.redraws for p in plots]
             t0 = time.perf_counter()
             app._driver.send_message(events.Key("x", "x"))  # noqa: SLF001 - as a terminal would
             limit = time.monotonic() + 10
-            while screen.xaxis == before_x and time.monotonic() < limit:
+            while f"x: {new_x} " not in str(getattr(header, "_shown", "")) and time.monotonic() < limit:
                 await asyncio.sleep(0.001)
             handled.append(time.perf_counter() - t0)
-            while time.monotonic() < limit and plot.redraws <= before:
-                await asyncio.sleep(0.002)
-            plotted.append(time.perf_counter() - t0)
+            pending = set(range(len(plots)))
+            while pending and time.monotonic() < limit:
+                for i in list(pending):
+                    view = plots[i].drawn_view
+                    if plots[i].redraws > before[i] and view is not None and view[0] == new_x:
+                        pending.discard(i)
+                        if i == 0:
+                            plotted.append(time.perf_counter() - t0)
+                if pending:
+                    await asyncio.sleep(0.002)
+            all_plotted.append(time.perf_counter() - t0)
             await asyncio.sleep(gap)
         rows.append(len(screen.data.steps) - rows0)
         app.exit(0)
         await pilot.pause()
-    return {"handled": handled, "plots": plotted, "rows_during": rows[0]}
+    return {"handled": handled, "plots": plotted, "all_plots": all_plotted, "rows_during": rows[0]}
 
 
 def _stats(label: str, xs: list[float]) -> dict:
@@ -203,17 +214,19 @@ def run(quick: bool = False, console=None) -> dict:
                 except Exception:  # noqa: BLE001
                     proc.kill()
                     proc.wait()
-        rows_live = [_stats("key → handled (state + header repaint)", lat["handled"]),
-                     _stats("key → sharpness plot rebuilt", lat["plots"])]
+        rows_live = [_stats("key → header shows it", lat["handled"]),
+                     _stats("key → sharpness plot redrawn", lat["plots"]),
+                     _stats("key → all 4 x-axis plots redrawn", lat["all_plots"])]
         res.table(f"key-press latency while training ({lat['rows_during']} rows written meanwhile)",
                   rows_live, ["measure", "n", "p50_ms", "p99_ms", "max_ms"])
-        h = rows_live[0]
-        res.target("key → handled p99 (ms)", h["p99_ms"], f"< {P99_TARGET_MS:g}", h["p99_ms"] < P99_TARGET_MS)
-        res.target("key → handled p50 (ms)", h["p50_ms"], "info", None)
-        res.target("key → sharpness plot rebuilt p99 (ms)", rows_live[1]["p99_ms"], "info", None)
-        res.note("plot rebuilds run in a worker thread at most ~1/3 of the time (BUILD_DUTY), one "
-                 "panel at a time, and the engine process shares the CPU; 'sharpness plot rebuilt' "
-                 "is the repaint of the first panel whose view depends on the key.")
+        for row, name in zip(rows_live, ("header", "first plot", "all plots")):
+            res.target(f"key → {name} p99 (ms)", row["p99_ms"], f"< {P99_TARGET_MS:g}",
+                       row["p99_ms"] < P99_TARGET_MS)
+            res.target(f"key → {name} p50 (ms)", row["p50_ms"], "info", None)
+        res.note("the header is updated in the key's own handler and painted on the next frame; "
+                 "plots are rebuilt in worker threads, one at a time (a rebuild for a changed view "
+                 "cuts the rests of the BUILD_DUTY pacing short), while the engine process shares "
+                 "the CPU.")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res.as_dict()

@@ -70,7 +70,16 @@ class RunScreen(SizedScreen):
         self.notify(message.error, title="cannot read run", severity="error", timeout=10)
 
     def mark_dirty(self) -> None:
+        """Something changed (new rows, a finished plot): redraw on the next tick."""
         self._dirty = True
+
+    def redraw_now(self) -> None:
+        """The user changed the view (a key): redraw at once rather than on the next tick, so
+        the header and notes show it in this refresh and the plots it affects start rebuilding."""
+        self._dirty = True
+        if self.is_current:
+            self._dirty = False
+            self.redraw()
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -90,19 +99,22 @@ class RunScreen(SizedScreen):
     def draw_plots(self, jobs: list) -> None:
         """``jobs`` = [(plot, factory, view_signature, data_signature)].
 
-        Starts at most MAX_PLOTS_PER_TICK rebuilds per tick (round robin over the visible
-        plots) and marks the screen dirty again if some plot still has to catch up.
+        Panels whose view changed (a key, a resize) all start rebuilding at once, in the listed
+        order; rebuilds for new data only start at most MAX_PLOTS_PER_TICK per tick (round robin
+        over the visible plots). Marks the screen dirty again if some plot still has to catch up.
         """
         visible = [j for j in jobs if j[0].needs]
         n = len(visible)
+        order = [j for j in range(n) if visible[j][0].view_changed(visible[j][2])]
+        order += [(self._rr + i) % n for i in range(n) if (self._rr + i) % n not in order]
         done = 0
-        start = self._rr
-        for i in range(n):
-            j = (start + i) % n
+        for j in order:
             plot, factory, view, data = visible[j]
-            if done < MAX_PLOTS_PER_TICK and plot.show(factory, view, data):
-                done += 1
-                self._rr = (j + 1) % n
+            urgent = plot.view_changed(view)
+            if (urgent or done < MAX_PLOTS_PER_TICK) and plot.show(factory, view, data):
+                if not urgent:
+                    done += 1
+                    self._rr = (j + 1) % n
             elif plot.building or plot.pending(view, data):
                 # still building, or new data held back by the redraw throttle: come back, so
                 # the last data of a run that stopped changing is always drawn

@@ -94,11 +94,11 @@ class CompareScreen(RunScreen):
 
     def action_cursor(self, delta: float) -> None:
         self.frac = float(np.clip((1.0 if self.frac is None else self.frac) + delta, 0.0, 1.0))
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_cursor_to(self, frac: float) -> None:
         self.frac = float(frac)
-        self.mark_dirty()
+        self.redraw_now()
 
     # -- drawing -----------------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class CompareScreen(RunScreen):
 
     def action_toggle_log(self) -> None:
         self.ylog = not self.ylog
-        self.mark_dirty()
+        self.redraw_now()
 
     def _control(self, command: str) -> None:
         for data in self.owned_live_runs():
@@ -200,7 +200,7 @@ class CompareScreen(RunScreen):
                 data.control = command
             except EosError as exc:
                 self.notify(str(exc), severity="error")
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_toggle_pause(self) -> None:
         live = self.owned_live_runs()

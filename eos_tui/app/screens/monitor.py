@@ -111,21 +111,21 @@ class MonitorBase(RunScreen):
 
     def action_toggle_x(self) -> None:
         self.xaxis = "t" if self.xaxis == "step" else "step"
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_toggle_log(self) -> None:
         self.ylog = not self.ylog
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_layer(self, delta: int) -> None:
         self.layer_i = (self.layer_i - 1 + delta) % max(self.data.depth, 1) + 1
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_toggle_eigs(self) -> None:
         self.extra_eigs = not self.extra_eigs
         if self.data.num_eigs <= 1:
             self.notify("this run records only λ1(H)")
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_metrics(self) -> None:
         from .metrics import MetricsScreen
@@ -158,7 +158,7 @@ class MonitorScreen(MonitorBase):
             self.notify(str(exc), severity="error")
             return
         self.data.control = command
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_toggle_pause(self) -> None:
         if not self.data.live:

@@ -60,7 +60,7 @@ class ReplayScreen(MonitorBase):
 
     def _set_pos(self, rows: float) -> None:
         self.pos = float(max(1, min(rows, self.total)))
-        self.mark_dirty()
+        self.redraw_now()
 
     def advance(self, dt: float) -> None:
         if self.pos is None and self.data.loaded:
@@ -110,11 +110,11 @@ class ReplayScreen(MonitorBase):
             self.playing = True
         else:
             self.playing = not self.playing
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_speed(self, delta: int) -> None:
         self.speed_i = max(0, min(len(SPEEDS) - 1, self.speed_i + delta))
-        self.mark_dirty()
+        self.redraw_now()
 
     def action_seek_start(self) -> None:
         self.follow = False
@@ -137,7 +137,7 @@ class ReplayScreen(MonitorBase):
             self.pos = float(self.total)
         self.playing = False
         self.notify("following the run as it is written" if self.follow else "follow off")
-        self.mark_dirty()
+        self.redraw_now()
 
     def seek_step(self, step: int | None) -> None:
         if step is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
@@ -32,7 +33,40 @@ BUILD_DUTY = 0.33  # at most this fraction of the time is spent building plots (
 
 # Plot builds are pure Python and hold the GIL: run one at a time, then rest for
 # (1/BUILD_DUTY - 1) times as long, so the UI thread always gets the interpreter back quickly.
+# A build for a changed view (the user pressed a key) cuts the rest short while it waits for
+# its turn: the duty cycle paces a run's stream of new rows, not the answer to a key.
 _BUILD_LOCK = threading.Lock()
+_URGENT = threading.Condition()
+_urgent_waiting = 0  # view-change builds waiting for _BUILD_LOCK (guarded by _URGENT)
+
+
+def _count_urgent(delta: int) -> None:
+    global _urgent_waiting
+    with _URGENT:
+        _urgent_waiting += delta
+        _URGENT.notify_all()
+
+
+@contextmanager
+def _build_turn(urgent: bool):
+    """Hold the build lock; an urgent build is counted while it waits for it."""
+    if urgent:
+        _count_urgent(+1)
+    try:
+        _BUILD_LOCK.acquire()
+    finally:
+        if urgent:
+            _count_urgent(-1)
+    try:
+        yield
+    finally:
+        _BUILD_LOCK.release()
+
+
+def _rest(seconds: float) -> None:
+    """Sleep ``seconds``, or less if a view-change build is waiting for its turn."""
+    with _URGENT:
+        _URGENT.wait_for(lambda: _urgent_waiting > 0, timeout=seconds)
 
 
 @dataclass
@@ -120,6 +154,7 @@ class SeriesPlot(PlotextPlot):
         self._last_draw = 0.0
         self._text: Text | None = None
         self.building = False
+        self._wanted_view: Hashable = None  # the view of the last show() call, drawn or not
         self.redraws = 0  # finished rebuilds (observed by tests)
         self.points_drawn = 0  # points handed to plotext by the last rebuild
 
@@ -127,6 +162,17 @@ class SeriesPlot(PlotextPlot):
     def needs(self) -> bool:
         """Whether this panel is on screen (hidden panels are not redrawn)."""
         return bool(self.is_mounted and self.display and self.size.width > 0 and self.size.height > 0)
+
+    @property
+    def drawn_view(self) -> Hashable:
+        """The view on screen now (``None`` while a rebuild is running or before the first)."""
+        return None if self.building or self._signature is None else self._signature[0]
+
+    def view_changed(self, view: Hashable) -> bool:
+        """Whether the user changed the view: ``view`` (or the panel's size) differs from the
+        one last drawn or started. The first drawing is not a change (it is paced like data)."""
+        sig = self._signature
+        return sig is not None and (sig[0] != view or sig[2] != (self.size.width, self.size.height))
 
     def wants(self, view: Hashable, data: Hashable) -> bool:
         """Whether :meth:`show` with these signatures would start a redraw now."""
@@ -145,20 +191,22 @@ class SeriesPlot(PlotextPlot):
 
     def show(self, figure_factory: Callable[[], Figure], view: Hashable, data: Hashable = None) -> bool:
         """Start a rebuild from ``figure_factory()`` if wanted and none is running; True if started."""
+        self._wanted_view = view
         if self.building or not self.wants(view, data):
             return False
+        urgent = self.view_changed(view)
         width, height = self.size
         self._signature = (view, data, (width, height))
         self._last_draw = time.monotonic()
         fig = figure_factory()  # cheap: views of the data, no copies of whole columns
         theme = self._get_plotext_theme_name(self.app.theme)
         self.building = True
-        self.run_worker(lambda: self._build(fig, width, height, theme), thread=True,
+        self.run_worker(lambda: self._build(fig, width, height, theme, urgent), thread=True,
                         group=f"plot-{self.id}", exit_on_error=False)
         return True
 
-    def _build(self, fig: Figure, width: int, height: int, theme: str) -> None:
-        with _BUILD_LOCK:
+    def _build(self, fig: Figure, width: int, height: int, theme: str, urgent: bool) -> None:
+        with _build_turn(urgent):
             t0 = time.perf_counter()
             try:
                 text, drawn = build_plot(fig, width, height, theme)
@@ -169,7 +217,7 @@ class SeriesPlot(PlotextPlot):
                 self.app.call_from_thread(self._built, text, drawn)
             except RuntimeError:  # the app is closing
                 return
-            time.sleep(min(rest, 1.0))
+            _rest(min(rest, 1.0))
 
     def _built(self, text: Text, drawn: int) -> None:
         self._text = text
@@ -177,9 +225,11 @@ class SeriesPlot(PlotextPlot):
         self.points_drawn = drawn
         self.redraws += 1
         self.refresh()
-        mark = getattr(self.screen, "mark_dirty", None)
-        if mark is not None:
-            mark()  # something may have changed while this was building
+        # something may have changed while this was building: a key (redraw at once) or data
+        again = "redraw_now" if self.view_changed(self._wanted_view) else "mark_dirty"
+        again = getattr(self.screen, again, None)
+        if again is not None:
+            again()
 
     def invalidate(self) -> None:
         """Force the next :meth:`show` to redraw."""
