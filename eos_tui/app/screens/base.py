@@ -105,14 +105,14 @@ class RunScreen(SizedScreen):
         """
         visible = [j for j in jobs if j[0].needs]
         n = len(visible)
-        order = [j for j in range(n) if visible[j][0].view_changed(visible[j][2])]
-        order += [(self._rr + i) % n for i in range(n) if (self._rr + i) % n not in order]
+        urgent = [plot.view_changed(view) for plot, _, view, _ in visible]
+        # the changed panels first, in the listed order; then the others, round robin
+        order = sorted(range(n), key=lambda j: (not urgent[j], 0 if urgent[j] else (j - self._rr) % n))
         done = 0
         for j in order:
             plot, factory, view, data = visible[j]
-            urgent = plot.view_changed(view)
-            if (urgent or done < MAX_PLOTS_PER_TICK) and plot.show(factory, view, data):
-                if not urgent:
+            if (urgent[j] or done < MAX_PLOTS_PER_TICK) and plot.show(factory, view, data):
+                if not urgent[j]:
                     done += 1
                     self._rr = (j + 1) % n
             elif plot.building or plot.pending(view, data):

@@ -176,13 +176,10 @@ class SeriesPlot(PlotextPlot):
 
     def wants(self, view: Hashable, data: Hashable) -> bool:
         """Whether :meth:`show` with these signatures would start a redraw now."""
-        size = (self.size.width, self.size.height)
-        sig = (view, data, size)
-        if sig == self._signature:
+        if not self.pending(view, data):
             return False
-        old = self._signature
-        if old is not None and old[0] == view and old[2] == size:
-            return time.monotonic() - self._last_draw >= DATA_MIN_INTERVAL  # only new data
+        if self._signature is not None and not self.view_changed(view):  # only new data
+            return time.monotonic() - self._last_draw >= DATA_MIN_INTERVAL
         return True
 
     def pending(self, view: Hashable, data: Hashable) -> bool:
@@ -226,10 +223,10 @@ class SeriesPlot(PlotextPlot):
         self.redraws += 1
         self.refresh()
         # something may have changed while this was building: a key (redraw at once) or data
-        again = "redraw_now" if self.view_changed(self._wanted_view) else "mark_dirty"
-        again = getattr(self.screen, again, None)
-        if again is not None:
-            again()
+        name = "redraw_now" if self.view_changed(self._wanted_view) else "mark_dirty"
+        redraw = getattr(self.screen, name, None)
+        if redraw is not None:
+            redraw()
 
     def invalidate(self) -> None:
         """Force the next :meth:`show` to redraw."""
