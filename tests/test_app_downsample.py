@@ -81,29 +81,3 @@ def test_value_at_is_last_known_value():
     assert value_at(x, y, 4.0) == 3.0
     assert np.isnan(value_at(x, y, -1.0))
 
-
-def test_a_view_change_cuts_the_rest_between_plot_builds_short():
-    """The pause that paces rebuilds for new data ends as soon as a rebuild for a changed view
-    (a key press) waits for its turn, and runs its course otherwise; a waiting rebuild is
-    counted only while it waits."""
-    import threading
-    import time
-
-    from eos_tui.app.widgets import plot
-
-    done = threading.Event()
-    rester = threading.Thread(target=lambda: (plot._rest(30.0), done.set()))
-    rester.start()
-    assert not done.wait(0.3)  # resting
-    plot._count_urgent(+1)
-    try:
-        assert done.wait(10.0)  # cut short, long before its 30 s
-    finally:
-        plot._count_urgent(-1)
-        rester.join()
-    t0 = time.monotonic()
-    plot._rest(0.2)  # nothing urgent: the full rest
-    assert time.monotonic() - t0 >= 0.19
-    with plot._build_turn(urgent=True):  # counted while waiting, not once its turn has come
-        assert plot._urgent_waiting == 0 and plot._BUILD_LOCK.locked()
-    assert not plot._BUILD_LOCK.locked()

@@ -76,3 +76,30 @@ async def test_a_100k_row_run_is_drawn_from_a_bounded_number_of_points(huge_run)
         await pilot.press("home", "end", "x", "x")
         await settle(pilot, timeout=60)
         assert time.monotonic() - t0 < 60
+
+
+def test_a_view_change_cuts_the_rest_between_plot_builds_short():
+    """The pause that paces rebuilds for new data ends as soon as a rebuild for a changed view
+    (a key press) waits for its turn, and runs its course otherwise; a waiting rebuild is
+    counted only while it waits."""
+    import threading
+    import time
+
+    from eos_tui.app.widgets import plot
+
+    done = threading.Event()
+    rester = threading.Thread(target=lambda: (plot._rest(30.0), done.set()))
+    rester.start()
+    assert not done.wait(0.3)  # resting
+    plot._count_urgent(+1)
+    try:
+        assert done.wait(10.0)  # cut short, long before its 30 s
+    finally:
+        plot._count_urgent(-1)
+        rester.join()
+    t0 = time.monotonic()
+    plot._rest(0.2)  # nothing urgent: the full rest
+    assert time.monotonic() - t0 >= 0.19
+    with plot._build_turn(urgent=True):  # counted while waiting, not once its turn has come
+        assert plot._urgent_waiting == 0 and plot._BUILD_LOCK.locked()
+    assert not plot._BUILD_LOCK.locked()
