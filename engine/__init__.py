@@ -1,6 +1,8 @@
 """eos-tui engine: training, curvature, per-layer metrics and run storage (no UI imports).
 
-The public API is importable from here; heavy submodules load on first use.
+The public API is importable from here; heavy submodules load on first use. Every quantity the
+engine records (its store name, formula, cost and accuracy) is defined in ``docs/metrics.md`` of
+the repository; the layers and data path are in ``docs/ARCHITECTURE.md``.
 """
 
 from __future__ import annotations

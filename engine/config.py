@@ -231,17 +231,32 @@ def resolve(raw: dict, overrides: list[str] | None = None) -> dict:
 # Presets
 
 
+PACKAGED_PRESETS = "_presets"  # engine/_presets/: the copy of presets/ that a build ships
+
+
 def presets_dir() -> Path:
-    """The folder of ``*.toml`` presets (the repository's ``presets/``)."""
-    return Path(__file__).resolve().parent.parent / "presets"
+    """The folder of ``*.toml`` presets.
+
+    An installed package (wheel, ``pip install .``) carries a copy of the repository's
+    ``presets/`` as ``engine/_presets/`` (made by the build, see ``setup.py``); a checkout or an
+    editable install reads the repository's ``presets/`` itself, the one place to edit them.
+    """
+    return find_presets_dir(Path(__file__).resolve().parent)
+
+
+def find_presets_dir(package: Path) -> Path:
+    """The presets of the ``engine`` package at ``package``: packaged copy first, then checkout."""
+    packaged, checkout = package / PACKAGED_PRESETS, package.parent / "presets"
+    if packaged.is_dir():
+        return packaged
+    if checkout.is_dir():
+        return checkout
+    raise ConfigError(f"no presets found: neither {packaged} (an installed package) nor {checkout} "
+                      "(a checkout) exists; reinstall eos-tui")
 
 
 def preset_names() -> list[str]:
-    folder = presets_dir()
-    if not folder.is_dir():
-        raise ConfigError(f"the presets folder {folder} is missing: install eos-tui from a checkout "
-                          "with `pip install -e .`")
-    return sorted(p.stem for p in folder.glob("*.toml"))
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
 
 
 def read_preset(name: str) -> dict:

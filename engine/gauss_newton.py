@@ -138,51 +138,48 @@ def _check_block(V0, theta, oversample):
     return V0
 
 
-def ggn_top_eigenvalue(
+OPERATORS = {
+    "G": lambda problem, theta: (lambda V: problem.ggnvp(theta, V)),
+    "H-G": lambda problem, theta: (lambda V: problem.hvp(theta, V) - problem.ggnvp(theta, V)),
+}
+
+
+def operator_top_eigenvalue(
     problem,
     theta: torch.Tensor,
+    operator: str,
     *,
     V0: torch.Tensor | None = None,
     tol: float = 1e-6,
     max_iters: int = 100,
     oversample: int = 2,
 ) -> tuple[float, torch.Tensor]:
-    """``λ1(G)`` by subspace iteration on ``problem.ggnvp`` (spec §5, GGN route).
+    """The top eigenvalue of ``operator`` (``"G"`` or ``"H-G"``) by subspace iteration.
 
     ``V0``: the block returned by the previous call (warm start); ``None``: seeded random block of
-    ``1 + oversample`` columns. Returns ``(λ1(G), block)``; pass the block back next time.
-    ``G`` is PSD, so the top-magnitude eigenvalue is the top one (a negative value would be
-    round-off around 0 and is returned as NaN like any negative top value).
+    ``1 + oversample`` columns. Returns ``(value or NaN, block)``; pass the block back next time.
+    Magnitude-based (spec §2): if the largest-``|λ|`` Ritz value is negative the result is NaN
+    (recorded and counted by the caller).
     """
     theta = theta.detach()
-    V0 = _check_block(V0, theta, oversample)
-    res = _run(lambda V: problem.ggnvp(theta, V), problem, theta, V0, tol=tol, max_iters=max_iters, oversample=oversample)
+    matmat = OPERATORS[operator](problem, theta)
+    res = _run(matmat, problem, theta, _check_block(V0, theta, oversample), tol=tol,
+               max_iters=max_iters, oversample=oversample)
     return _top_or_nan(res), res.block
 
 
-def residual_top_eigenvalue(
-    problem,
-    theta: torch.Tensor,
-    *,
-    V0: torch.Tensor | None = None,
-    tol: float = 1e-6,
-    max_iters: int = 100,
-    oversample: int = 2,
-) -> tuple[float, torch.Tensor]:
-    """``λ1(H − G)`` by subspace iteration on ``V ↦ problem.hvp(θ, V) − problem.ggnvp(θ, V)``.
+def ggn_top_eigenvalue(problem, theta: torch.Tensor, **options) -> tuple[float, torch.Tensor]:
+    """``λ1(G)`` by subspace iteration on ``problem.ggnvp`` (spec §5, GGN route); options and
+    result as :func:`operator_top_eigenvalue`. ``G`` is PSD, so the top-magnitude eigenvalue is
+    the top one (a negative value would be round-off around 0 and is returned as NaN)."""
+    return operator_top_eigenvalue(problem, theta, "G", **options)
 
-    Magnitude-based (spec §2): the iteration converges to the eigenvalue of largest ``|λ|``; if
-    that Ritz value is negative the result is NaN (recorded and counted by the caller). Returns
-    ``(value or NaN, block)``; ``block`` warm-starts the next call.
-    """
-    theta = theta.detach()
-    V0 = _check_block(V0, theta, oversample)
 
-    def matmat(V: torch.Tensor) -> torch.Tensor:
-        return problem.hvp(theta, V) - problem.ggnvp(theta, V)
-
-    res = _run(matmat, problem, theta, V0, tol=tol, max_iters=max_iters, oversample=oversample)
-    return _top_or_nan(res), res.block
+def residual_top_eigenvalue(problem, theta: torch.Tensor, **options) -> tuple[float, torch.Tensor]:
+    """``λ1(H − G)`` by subspace iteration on ``V ↦ problem.hvp(θ, V) − problem.ggnvp(θ, V)``;
+    options and result as :func:`operator_top_eigenvalue` (NaN when the top-magnitude eigenvalue
+    is negative)."""
+    return operator_top_eigenvalue(problem, theta, "H-G", **options)
 
 
 def _top_or_nan(res: EigResult) -> float:

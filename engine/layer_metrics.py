@@ -44,6 +44,8 @@ Then (spec §4; ``E`` = mean over the samples; layers 1-based in the formulas, 0
 Everything is computed in chunks of ``chunk_size`` samples with sums accumulated (in float64),
 so memory is bounded by the chunk (plus the ``n × d_i`` warm-start vectors of the iterative
 layers, and a ``norm_batch × krylov_dim × d_i`` Lanczos basis).
+
+Definitions, costs and accuracy of the recorded quantities: ``docs/metrics.md``.
 """
 
 from __future__ import annotations

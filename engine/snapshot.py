@@ -4,6 +4,8 @@ Per-layer alignment quantities come from the layer structure (``engine.layer_met
 λ1(G) from the n·c Gram matrix when it is small enough to factor densely, otherwise from
 warm-started Gauss–Newton-vector subspace iteration; λ1(H−G) from subspace iteration on
 ``H − G`` (recorded as NaN when its top-magnitude eigenvalue is negative).
+
+Definitions, costs and accuracy of the recorded quantities: ``docs/metrics.md``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ set of spec §2–4 is recorded and ``θ_s`` is checkpointed. The loop stops at 
 ``divergence_factor`` × its start: status ``diverged``), or a ``stop`` on the control channel
 (status ``interrupted``). Ctrl-C (``KeyboardInterrupt``) also leaves the run ``interrupted``
 with every committed row kept.
+
+Definitions, costs and accuracy of the recorded quantities: ``docs/metrics.md``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from engine import bench
+
+bench.register("ui", "eos_tui.bench_ui", before="scaling")  # the UI's benchmark lives with the UI
+
 
 def _jsonable(obj):
     if isinstance(obj, float):
@@ -43,8 +47,6 @@ def run_benchmarks(names: list[str] | None, *, quick: bool = False, json_file: P
     """
     import torch
 
-    from engine import bench
-
     if console is None:
         console = Console()
         if not console.is_terminal:  # logs and pipes: wide enough for the tables
@@ -70,7 +72,6 @@ def run_benchmarks(names: list[str] | None, *, quick: bool = False, json_file: P
 
 
 def _run_selected(selected: list[str], *, quick: bool, json_file: Path | None, console) -> dict:
-    from engine import bench
     from engine.bench.common import machine_info, print_machine, print_result
 
     info = machine_info()

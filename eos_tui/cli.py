@@ -108,6 +108,7 @@ def build_config(preset: str, sets: list[str], max_steps: Optional[int], device:
     return cfg
 
 
+PresetArg = Annotated[str, typer.Argument(help="Preset name (see `eos-tui presets`).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a setting: key=value (repeatable), e.g. train.lr=0.05")]
 NoUI = Annotated[bool, typer.Option("--no-ui", help="Headless: train in this process and print progress.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (must not exist or be empty).")]
@@ -145,47 +146,50 @@ def launch(runs: list[tuple[Path, dict, str]], no_ui: bool) -> None:
     raise typer.Exit(run_monitor([path for path, _, _ in runs], processes=procs))
 
 
-@run_app.command("preset")
-@user_errors
-def run_preset(
-    name: Annotated[str, typer.Argument(help="Preset name (see `eos-tui presets`).")],
-    no_ui: NoUI = False,
-    out: OutOpt = None,
-    sets: SetOpt = None,
-    max_steps: MaxStepsOpt = None,
-    device: DeviceOpt = None,
-    data_dir: DataDirOpt = None,
-    runs_dir: RunsDirOpt = None,
-) -> None:
-    """Train preset NAME and watch it live (or headless with --no-ui)."""
-    cfg = build_config(name, sets or [], max_steps, device, data_dir)
+def _training_command(build: Callable[[str, dict, Optional[Path], Optional[Path]], list],
+                      doc: str) -> Callable:
+    """A ``run`` subcommand: the launch options shared by every command that trains, then
+    ``build(name, config, out, runs_dir)`` gives the ``(run_dir, config, label)`` runs to launch."""
+
+    @user_errors
+    def command(
+        name: PresetArg,
+        no_ui: NoUI = False,
+        out: OutOpt = None,
+        sets: SetOpt = None,
+        max_steps: MaxStepsOpt = None,
+        device: DeviceOpt = None,
+        data_dir: DataDirOpt = None,
+        runs_dir: RunsDirOpt = None,
+    ) -> None:
+        cfg = build_config(name, sets or [], max_steps, device, data_dir)
+        launch(build(name, cfg, out, runs_dir), no_ui)
+
+    command.__doc__ = doc
+    return command
+
+
+def _preset_runs(name: str, cfg: dict, out: Optional[Path], runs_dir: Optional[Path]) -> list:
     target = check_out_dir(out) if out else new_run_dir(runs_root(runs_dir), name)
-    launch([(target, cfg, name)], no_ui)
+    return [(target, cfg, name)]
 
 
-@run_app.command("compare")
-@user_errors
-def run_compare_cmd(
-    name: Annotated[str, typer.Argument(help="Preset to run with both solvers.")],
-    no_ui: NoUI = False,
-    out: OutOpt = None,
-    sets: SetOpt = None,
-    max_steps: MaxStepsOpt = None,
-    device: DeviceOpt = None,
-    data_dir: DataDirOpt = None,
-    runs_dir: RunsDirOpt = None,
-) -> None:
-    """Train PRESET with GD and with exponential Euler (same data, same initial weights), side by side."""
-    base = build_config(name, sets or [], max_steps, device, data_dir)
+def _compare_runs(name: str, base: dict, out: Optional[Path], runs_dir: Optional[Path]) -> list:
     parent = check_out_dir(out) if out else new_run_dir(runs_root(runs_dir), f"compare-{name}")
-    group = parent.name
-    cfgs = []
+    runs = []
     for solver in ("gd", "ee"):
         cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
         cfg["train"] = dict(base["train"], solver=solver)
-        cfg["group"] = group
-        cfgs.append((parent / solver, cfg, f"{name}/{solver}"))
-    launch(cfgs, no_ui)
+        cfg["group"] = parent.name
+        runs.append((parent / solver, cfg, f"{name}/{solver}"))
+    return runs
+
+
+run_app.command("preset")(_training_command(
+    _preset_runs, "Train preset NAME and watch it live (or headless with --no-ui)."))
+run_app.command("compare")(_training_command(
+    _compare_runs, "Train preset NAME with GD and with exponential Euler (same data, same initial "
+    "weights), side by side."))
 
 
 def _existing_run(path: Path) -> Path:

@@ -16,6 +16,8 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +210,20 @@ def start_writer(path: Path, *, delay: float = 0.0, steps: int = 10**9, k: int =
             raise RuntimeError(f"writer did not start: {err}")
         time.sleep(0.02)
     return proc
+
+
+@contextmanager
+def writing_run(path: Path, *, delay: float = 0.0, rows: int = 1) -> Iterator[subprocess.Popen]:
+    """A writer process (:func:`start_writer`) with at least ``rows`` rows committed; killed on
+    leaving the block if it is still running."""
+    proc = start_writer(path, delay=delay)
+    try:
+        wait_for_rows(path, rows)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_rows(path: Path, n: int, timeout: float = 20.0) -> int:

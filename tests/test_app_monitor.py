@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from app_fixtures import (  # noqa: F401 - fixtures
-    ee_run, gd_run, runs_root, screen_text, settle, spawn_real_training, start_writer, wait_for_rows,
+    ee_run, gd_run, runs_root, screen_text, settle, spawn_real_training, writing_run,
     wait_until,
 )
 from engine.store import open_run
@@ -99,12 +99,8 @@ async def test_ee_run_shows_tau_threshold_and_note(ee_run):
 @pytest.fixture
 def live_writer(tmp_path):
     path = tmp_path / "live"
-    proc = start_writer(path, delay=0.01)
-    wait_for_rows(path, 5)
-    yield path, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    with writing_run(path, delay=0.01, rows=5) as proc:
+        yield path, proc
 
 
 async def test_live_pause_resume_stop(live_writer):

@@ -4,7 +4,7 @@ import os
 import signal
 
 from app_fixtures import (  # noqa: F401 - fixtures
-    gd_run, runs_root, screen_text, settle, spawn_real_training, start_writer, wait_for_rows, wait_until,
+    gd_run, runs_root, screen_text, settle, spawn_real_training, wait_until, writing_run,
 )
 from engine.store import open_run
 from eos_tui.app import build_app
@@ -81,9 +81,7 @@ async def test_replay_keys(gd_run):
 
 async def test_follow_a_run_being_written(tmp_path):
     path = tmp_path / "growing"
-    proc = start_writer(path, delay=0.02)
-    try:
-        wait_for_rows(path, 3)
+    with writing_run(path, delay=0.02, rows=3):
         app = build_app("replay", [path], follow=True)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot)
@@ -95,9 +93,6 @@ async def test_follow_a_run_being_written(tmp_path):
             held = s.shown_rows()
             await pilot.pause(0.5)
             assert s.shown_rows() == held < len(s.data.steps)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 async def test_replay_of_a_killed_run(tmp_path):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app_fixtures import settle, start_writer, synthetic_run, wait_for_rows, wait_until
+from app_fixtures import settle, synthetic_run, wait_until, writing_run
 from eos_tui.app import build_app
 from textual import events
 from eos_tui.app.widgets.plot import SeriesPlot
@@ -19,9 +19,7 @@ async def test_keys_are_handled_while_a_writer_runs_flat_out(tmp_path):
     wait-for-idle measures the CPU of our reader/plot threads, not the UI), are all handled,
     in order, each within a generous bound, while the run grows and the plots keep redrawing."""
     path = tmp_path / "flat-out"
-    proc = start_writer(path, delay=0.0)
-    try:
-        wait_for_rows(path, 20)
+    with writing_run(path, rows=20) as proc:
         app = build_app("monitor", [path], live=True)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot)
@@ -50,10 +48,6 @@ async def test_keys_are_handled_while_a_writer_runs_flat_out(tmp_path):
             await pilot.press("q")
             await pilot.press("y")
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

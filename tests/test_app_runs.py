@@ -69,14 +69,20 @@ async def test_table_sort_filter(browse_root):
         shutil.rmtree(browse_root / "new-run")
 
 
+async def listed_by_name(pilot, app) -> tuple:
+    """The browser screen and its table once the four runs are listed, sorted by name."""
+    s = app.screen
+    table = s.query_one("#runs", DataTable)
+    await wait_until(pilot, lambda: table.row_count == 4, what="runs listed")
+    s.sort_key, s.sort_desc = "name", False
+    s.populate()
+    return s, table
+
+
 async def test_enter_replays_and_escape_returns(browse_root):
     app = build_app("browser", [browse_root])
     async with app.run_test(size=SIZE) as pilot:
-        s = app.screen
-        table = s.query_one("#runs", DataTable)
-        await wait_until(pilot, lambda: table.row_count == 4, what="runs listed")
-        s.sort_key, s.sort_desc = "name", False
-        s.populate()
+        s, table = await listed_by_name(pilot, app)
         assert names(table)[0] == "broken"
         await pilot.press("enter")  # a corrupt run: message, no replay
         await pilot.pause(0.1)
@@ -91,11 +97,7 @@ async def test_enter_replays_and_escape_returns(browse_root):
 async def test_two_marks_open_compare(browse_root):
     app = build_app("browser", [browse_root])
     async with app.run_test(size=SIZE) as pilot:
-        s = app.screen
-        table = s.query_one("#runs", DataTable)
-        await wait_until(pilot, lambda: table.row_count == 4, what="runs listed")
-        s.sort_key, s.sort_desc = "name", False
-        s.populate()
+        s, table = await listed_by_name(pilot, app)
         await pilot.press("down", "c")
         assert len(s.marked) == 1 and "✓" in screen_text(app)
         await pilot.press("c")  # unmark

@@ -83,9 +83,17 @@ def test_eigen_counts_follow_the_spec():
     assert num_eigs(gd, 6) == 2
 
 
-def test_missing_presets_folder_is_a_clear_error(monkeypatch, tmp_path):
-    import engine.config as config
+def test_missing_presets_folder_is_a_clear_error(tmp_path):
+    from engine.config import find_presets_dir
 
-    monkeypatch.setattr(config, "presets_dir", lambda: tmp_path / "nowhere")
-    with pytest.raises(ConfigError, match="presets folder .* is missing"):
-        load_preset("dice-quick")
+    with pytest.raises(ConfigError, match="no presets found: neither .*_presets .* nor .*presets"):
+        find_presets_dir(tmp_path / "engine")
+
+
+def test_packaged_presets_come_before_a_checkout(tmp_path):
+    from engine.config import find_presets_dir
+
+    (tmp_path / "presets").mkdir()
+    assert find_presets_dir(tmp_path / "engine") == tmp_path / "presets"  # a checkout
+    (tmp_path / "engine" / "_presets").mkdir(parents=True)
+    assert find_presets_dir(tmp_path / "engine") == tmp_path / "engine" / "_presets"  # installed

@@ -15,14 +15,18 @@ from engine.store import open_run
 from engine.trainer import Trainer, train
 
 
+def _gd_run(tmp_path, preset: str, steps: int) -> tuple[dict, float]:
+    """The step columns of a GD run of ``preset`` (no snapshots) and its threshold 2/η."""
+    cfg = load_preset(preset, [f"train.max_steps={steps}", "metrics.layer_metrics=false"])
+    train(cfg, tmp_path / "run")
+    with open_run(tmp_path / "run") as run:
+        return run.steps(), 2 / cfg["train"]["lr"]
+
+
 @pytest.mark.slow
 def test_gd_on_dice_quick_sharpens_to_two_over_eta(tmp_path):
     """Progressive sharpening: λ1 starts well below 2/η, rises to it, then hovers around it."""
-    cfg = load_preset("dice-quick", ["train.max_steps=80", "metrics.layer_metrics=false"])
-    train(cfg, tmp_path / "run")
-    with open_run(tmp_path / "run") as run:
-        s = run.steps()
-    threshold = 2 / cfg["train"]["lr"]
+    s, threshold = _gd_run(tmp_path, "dice-quick", 80)
     lam = s["lambda_H_1"]
     measured = np.isfinite(lam)
     assert measured.sum() >= 15
@@ -69,10 +73,6 @@ def test_exponential_euler_stays_close_to_gradient_flow_where_gd_does_not(tmp_pa
 @pytest.mark.slow
 def test_gd_on_real_digits_reaches_two_over_eta(tmp_path):
     """Real data, no download: scikit-learn's digits under GD sharpen up to the threshold."""
-    cfg = load_preset("digits-ce-gd", ["train.max_steps=40", "metrics.layer_metrics=false"])
-    train(cfg, tmp_path / "run")
-    with open_run(tmp_path / "run") as run:
-        s = run.steps()
-    threshold = 2 / cfg["train"]["lr"]
+    s, threshold = _gd_run(tmp_path, "digits-ce-gd", 40)
     assert s["lambda_H_1"][0] < 0.25 * threshold
     assert np.nanmax(s["lambda_H_1"]) >= 0.95 * threshold

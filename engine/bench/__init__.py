@@ -3,6 +3,9 @@
 One module per benchmark, each with ``NAME``, ``DESCRIPTION`` and ``run(quick, console) -> dict``
 (see :mod:`engine.bench.common` for the result format). Modules are imported on first use so that
 ``eos-tui bench step`` does not import Textual or stable-solvers.
+
+The engine never imports the interface: benchmarks of the UI live in ``eos_tui`` and are added
+to the list by :func:`register` when the CLI's bench command is loaded.
 """
 
 from __future__ import annotations
@@ -11,15 +14,23 @@ import importlib
 
 from engine.errors import ConfigError
 
-# name -> module under engine.bench, in the order `eos-tui bench` runs them
+# name -> importable module, in the order `eos-tui bench` runs them
 BENCHMARKS: dict[str, str] = {
-    "step": "step",
-    "stable-solvers": "stable_solvers_peer",
-    "eigensolver": "eigensolver",
-    "snapshot": "snapshot",
-    "ui": "ui",
-    "scaling": "scaling",
+    "step": "engine.bench.step",
+    "stable-solvers": "engine.bench.stable_solvers_peer",
+    "eigensolver": "engine.bench.eigensolver",
+    "snapshot": "engine.bench.snapshot",
+    "scaling": "engine.bench.scaling",
 }
+
+
+def register(name: str, module_name: str, *, before: str | None = None) -> None:
+    """Add benchmark ``name`` implemented by module ``module_name`` (run before ``before``)."""
+    items = [(k, v) for k, v in BENCHMARKS.items() if k != name]
+    at = next((i for i, (k, _) in enumerate(items) if k == before), len(items))
+    items.insert(at, (name, module_name))
+    BENCHMARKS.clear()
+    BENCHMARKS.update(items)
 
 
 def names() -> list[str]:
@@ -42,7 +53,7 @@ def resolve(requested: list[str] | None) -> list[str]:
 
 
 def module(name: str):
-    return importlib.import_module(f"engine.bench.{BENCHMARKS[resolve([name])[0]]}")
+    return importlib.import_module(BENCHMARKS[resolve([name])[0]])
 
 
 def run_benchmark(name: str, *, quick: bool = False, console=None) -> dict:

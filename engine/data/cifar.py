@@ -25,7 +25,6 @@ The training split is ``data_batch_1..5`` concatenated in order; sample ``i`` is
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import pickle
@@ -281,19 +280,8 @@ def _manifest(data_dir: Path) -> dict:
 
 def _verified_bytes(data_dir: Path, manifest: dict, name: str) -> bytes:
     """The bytes of imported file ``name`` after checking its size and SHA-256."""
-    path = dataset_dir(data_dir) / name
-    entry = manifest["files"][name]
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raise DataError(f"CIFAR-10 file {path} is missing: {MISSING}") from None
-    if len(raw) != entry["size"]:
-        raise DataError(
-            f"CIFAR-10 file {path} is truncated or altered ({len(raw)} of {entry['size']} bytes): {MISSING}"
-        )
-    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-        raise DataError(f"CIFAR-10 file {path} is corrupt (SHA-256 mismatch): {MISSING}")
-    return raw
+    return download.read_verified(dataset_dir(data_dir) / name, manifest["files"][name],
+                                  "CIFAR-10 file", MISSING)
 
 
 def n_train(data_dir: Path) -> int:
@@ -303,15 +291,7 @@ def n_train(data_dir: Path) -> int:
 
 def available(data_dir: Path) -> bool:
     """Whether an import is present with every training file at its recorded size (no hashing)."""
-    try:
-        manifest = _manifest(data_dir)
-    except DataError:
-        return False
-    root = dataset_dir(data_dir)
-    return all(
-        (root / n).is_file() and (root / n).stat().st_size == manifest["files"][n]["size"]
-        for n in TRAIN_FILES
-    )
+    return download.files_present(lambda: _manifest(data_dir), dataset_dir(data_dir), TRAIN_FILES)
 
 
 def status(data_dir: Path) -> str:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,32 @@ def read_manifest(path: Path, dataset: str, title: str, fix: str) -> dict:
     if not isinstance(payload, dict) or payload.get("dataset") != dataset:
         raise DataError(f"{path} is not a {title} manifest: {fix}")
     return payload
+
+
+def read_verified(path: Path, entry: dict, what: str, fix: str) -> bytes:
+    """The bytes of an imported file after checking them against its manifest ``entry``
+    (``size`` and ``sha256``); a :class:`DataError` naming ``what`` and ending in ``fix`` if the
+    file is missing, truncated or altered, or corrupt."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise DataError(f"{what} {path} is missing: {fix}") from None
+    if len(raw) != entry["size"]:
+        raise DataError(f"{what} {path} is truncated or altered ({len(raw)} of {entry['size']} bytes): {fix}")
+    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+        raise DataError(f"{what} {path} is corrupt (SHA-256 mismatch): {fix}")
+    return raw
+
+
+def files_present(manifest: Callable[[], dict], root: Path, names: Iterable[str]) -> bool:
+    """Whether an import is present: its manifest (read by ``manifest()``, which raises
+    :class:`DataError` when it is missing or malformed) is valid and every file ``names`` is in
+    ``root`` at its recorded size (no hashing)."""
+    try:
+        files = manifest()["files"]
+    except DataError:
+        return False
+    return all((root / n).is_file() and (root / n).stat().st_size == files[n]["size"] for n in names)
 
 
 def staging_dir(final: Path) -> Path:

@@ -24,7 +24,6 @@ channel-major: (2, 128) -> 256.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import zipfile
 import zlib
@@ -297,16 +296,9 @@ def _manifest(data_dir: Path) -> dict:
 
 def _training_cases(data_dir: Path) -> TsFile:
     """The training split, after checking its size and SHA-256 against the manifest."""
-    entry = _manifest(data_dir)["files"][TRAIN_FILE]
     path = dataset_dir(data_dir) / TRAIN_FILE
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raise DataError(f"{path} is missing: {MISSING}") from None
-    if len(raw) != entry["size"]:
-        raise DataError(f"{path} is truncated or altered ({len(raw)} of {entry['size']} bytes): {MISSING}")
-    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-        raise DataError(f"{path} is corrupt (SHA-256 mismatch): {MISSING}")
+    raw = download.read_verified(path, _manifest(data_dir)["files"][TRAIN_FILE], "AtrialFibrillation file",
+                                 MISSING)
     return _parse_af(raw, str(path))
 
 
@@ -317,12 +309,7 @@ def n_train(data_dir: Path) -> int:
 
 def available(data_dir: Path) -> bool:
     """Whether an import is present with the training file at its recorded size (no hashing)."""
-    try:
-        manifest = _manifest(data_dir)
-    except DataError:
-        return False
-    path = dataset_dir(data_dir) / TRAIN_FILE
-    return path.is_file() and path.stat().st_size == manifest["files"][TRAIN_FILE]["size"]
+    return download.files_present(lambda: _manifest(data_dir), dataset_dir(data_dir), [TRAIN_FILE])
 
 
 def status(data_dir: Path) -> str:

@@ -3,6 +3,7 @@
 Each solver takes one step from ``theta`` and reports what the run records for that step.
 """
 
-from engine.solvers.base import Solver, StepInfo, make_solver
+from engine.solvers.base import Solver, StepInfo
+from engine.solvers.registry import SOLVERS, make_solver
 
-__all__ = ["Solver", "StepInfo", "make_solver"]
+__all__ = ["SOLVERS", "Solver", "StepInfo", "make_solver"]

@@ -120,6 +120,11 @@ class Solver:
         self.lr = lr
         self.steps_taken = 0
 
+    @classmethod
+    def from_config(cls, cfg: dict, problem: LossProblem, tracker: EigTracker) -> "Solver":
+        """The solver with the settings of a resolved config (``train``, ``eig``, ``ee``)."""
+        return cls(problem, tracker, cfg["train"]["lr"])
+
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         raise NotImplementedError
 
@@ -148,25 +153,3 @@ class Solver:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.tracker.state_dict()
-
-
-def make_solver(cfg: dict, problem: LossProblem, num_eigs: int) -> Solver:
-    """The solver named by ``cfg['train']['solver']`` tracking ``num_eigs`` eigenvalues."""
-    from engine.solvers.exp_euler import ExponentialEuler
-    from engine.solvers.gd import GradientDescent
-    from engine.solvers.rk4 import RK4Flow
-
-    eig = cfg["eig"]
-    eig_problem = problem.with_dtype(torch.float32) if eig["dtype"] == "float32" else problem
-    tracker = EigTracker(eig_problem, num_eigs, oversample=eig["oversample"], tol=eig["tol"],
-                         max_iters=eig["warm_iters"], cold_max_iters=eig["max_iters"],
-                         seed=cfg["train"]["seed"],
-                         residual_tol=eig["residual_tol"] or None)
-    solver = cfg["train"]["solver"]
-    lr = cfg["train"]["lr"]
-    if solver == "gd":
-        return GradientDescent(problem, tracker, lr, eig_every=eig["every"])
-    if solver == "ee":
-        return ExponentialEuler(problem, tracker, lr, warmup_iters=cfg["ee"]["warmup_iters"],
-                                warmup_factor=cfg["ee"]["warmup_factor"])
-    return RK4Flow(problem, tracker, lr, alpha=cfg["train"]["rk4_alpha"], eig_every=eig["every"])

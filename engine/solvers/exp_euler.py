@@ -65,6 +65,11 @@ class ExponentialEuler(Solver):
         scale = self.warmup_factor if self.steps_taken < self.warmup_iters else 1.0
         return scale * self.lr
 
+    @classmethod
+    def from_config(cls, cfg: dict, problem: LossProblem, tracker: EigTracker) -> "ExponentialEuler":
+        return cls(problem, tracker, cfg["train"]["lr"], warmup_iters=cfg["ee"]["warmup_iters"],
+                   warmup_factor=cfg["ee"]["warmup_factor"])
+
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         loss, grad, HV = self.grad_and_block_product(theta)
         accuracy = self.problem.last_accuracy

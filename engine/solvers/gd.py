@@ -17,6 +17,10 @@ class GradientDescent(Solver):
         super().__init__(problem, tracker, lr)
         self.eig_every = eig_every
 
+    @classmethod
+    def from_config(cls, cfg: dict, problem: LossProblem, tracker: EigTracker) -> "GradientDescent":
+        return cls(problem, tracker, cfg["train"]["lr"], eig_every=cfg["eig"]["every"])
+
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         eigenvalues, iters = None, 0
         if self.steps_taken % self.eig_every == 0:

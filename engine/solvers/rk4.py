@@ -22,6 +22,11 @@ class RK4Flow(Solver):
         self.eig_every = eig_every
         self.lambda1: float | None = None
 
+    @classmethod
+    def from_config(cls, cfg: dict, problem: LossProblem, tracker: EigTracker) -> "RK4Flow":
+        return cls(problem, tracker, cfg["train"]["lr"], alpha=cfg["train"]["rk4_alpha"],
+                   eig_every=cfg["eig"]["every"])
+
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         eigenvalues, iters = None, 0
         if self.steps_taken % self.eig_every == 0 or self.lambda1 is None:

@@ -21,6 +21,9 @@ curvature   λ1(G) (Gauss–Newton), λ1(H−G), overlap ratio ρ = λ1(G)/E‖K
 step size   η (GD) or the step τ actually taken (exponential Euler) against gradient-flow time t
 factors     E‖K_1‖² = a_L · Π s_j · P^1 · m_1 · κ_1, first non-transient snapshot → now"""
 
+METRICS_DOC = ("every number's definition, formula, cost and accuracy guarantee: docs/metrics.md "
+               "in the eos-tui repository (names as in `eos-tui export`)")
+
 
 def screen_bindings(screen: Screen) -> list[tuple[str, str]]:
     """(key, description) of the bindings declared by ``screen``'s classes and the app."""
@@ -60,4 +63,5 @@ class HelpScreen(ModalScreen):
             yield Static(keys)
             yield Static(Text("\npanels", style="bold"))
             yield Static(Text(PANELS))
+            yield Static(Text(f"\n{METRICS_DOC}", style="italic"))
             yield Static(Text("\nescape or ? closes this help", style="dim"))
