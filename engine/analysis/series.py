@@ -26,7 +26,7 @@ from engine.store import open_run
 
 __all__ = [
     "RunView", "load_view", "load_views", "five_factors", "snapshots_until", "snapshot_x",
-    "solver_of", "threshold_label", "depth_of", "XAXES", "XLABEL", "TRANSIENT_STEPS", "CONVERGED_SUFFIX",
+    "solver_of", "threshold_label", "depth_of", "dig", "XAXES", "XLABEL", "TRANSIENT_STEPS", "CONVERGED_SUFFIX",
 ]
 
 XAXES = ("step", "t")
@@ -35,7 +35,8 @@ CONVERGED_SUFFIX = "_converged"  # NAME_converged (1/0) qualifies the eigenvalue
 _EMPTY = np.empty(0)
 
 
-def _dig(d: Any, *keys: str) -> Any:
+def dig(d: Any, *keys: str) -> Any:
+    """``d[k1][k2]...`` through nested mappings; ``None`` where a level is missing."""
     for k in keys:
         if not isinstance(d, Mapping):
             return None
@@ -45,7 +46,7 @@ def _dig(d: Any, *keys: str) -> Any:
 
 def solver_of(meta: Mapping, config: Mapping | None = None) -> str:
     """``gd``, ``ee`` or ``rk4``: the run's solver (``run.json``, else the config; ``gd`` if neither)."""
-    solver = meta.get("solver") or _dig(config or {}, "train", "solver")
+    solver = meta.get("solver") or dig(config or {}, "train", "solver")
     return str(solver or "gd")
 
 
@@ -126,11 +127,11 @@ class RunView:
 
     @property
     def dataset(self) -> str | None:
-        return self.meta.get("dataset") or _dig(self.config, "data", "name")
+        return self.meta.get("dataset") or dig(self.config, "data", "name")
 
     @property
     def criterion(self) -> str | None:
-        return self.meta.get("criterion") or _dig(self.config, "train", "criterion")
+        return self.meta.get("criterion") or dig(self.config, "train", "criterion")
 
     # -- columns -----------------------------------------------------------------------------
 

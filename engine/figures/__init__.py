@@ -18,6 +18,8 @@ Modules, one concept each:
 * :mod:`~engine.figures.view` — the figure of a terminal screen's panels (the ``p`` key).
 * :mod:`~engine.figures.registry` — names, what data each figure needs, ``all``.
 * :mod:`~engine.figures.output` — writing PNG/SVG/PDF and the CSV of the plotted data.
+* :mod:`~engine.figures.worker` — a render process (``python -m engine.figures.worker``) that the
+  terminal UI's ``p`` key hands figures to, so that drawing never holds the UI's interpreter lock.
 
 Data comes from :mod:`engine.analysis.series` (:class:`~engine.analysis.series.RunView`), the
 same extraction the terminal panels use.

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.analysis.series import RunView, depth_of, solver_of, threshold_label
+from engine.analysis.series import RunView, depth_of, dig, solver_of, threshold_label
 
 __all__ = ["Columns", "RunData", "TERMINAL_STATUSES"]
 
@@ -153,18 +153,10 @@ class RunData:
         return threshold_label(self.solver)
 
     def target_loss(self) -> float:
-        for value in (self.meta.get("target_loss"), _dig(self.config, "train", "target_loss")):
+        for value in (self.meta.get("target_loss"), dig(self.config, "train", "target_loss")):
             try:
                 if value is not None and float(value) > 0:
                     return float(value)
             except (TypeError, ValueError):
                 pass
         return 0.02 if self.meta.get("criterion") == "mse" else 0.01
-
-
-def _dig(d: dict, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
