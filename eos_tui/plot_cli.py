@@ -66,12 +66,12 @@ def plot_command(
     figure: Annotated[str, typer.Option("--figure", "-f", help=FIGURE_HELP)] = "all",
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Image file (.png, .svg or .pdf) for one figure, a folder for all; its data goes "
-        "beside it as .csv [default: TARGET/figures/].")] = None,
+        "beside it as .csv (default: TARGET/figures/).")] = None,
     formats: Annotated[str, typer.Option(
         "--format", help="With --figure all: the image formats, comma-separated (png, svg, pdf).")] = "png",
     xaxis: Annotated[str, typer.Option("--x", help="x axis: step or t (gradient-flow time); compare always uses t.")] = "step",
     logy: Annotated[Optional[bool], typer.Option(
-        "--logy/--linear", help="Force log or linear y axes [default: each panel's own].", show_default=False)] = None,
+        "--logy/--linear", help="Force log or linear y axes (default: each panel's own).", show_default=False)] = None,
     smooth: Annotated[int, typer.Option("--smooth", min=0, help="Moving average over N points; the raw curve stays faint.")] = 0,
     layers: Annotated[Optional[str], typer.Option("--layers", help="Layers for alignment, layers and factors, e.g. 1,3,5.")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Figure size in inches, WIDTHxHEIGHT (e.g. 12x4).")] = None,
@@ -94,6 +94,8 @@ def plot_command(
     target = out if out is not None else _default_out(targets, figure)
     if figure != "all":
         image_format(target)
+    elif target.suffix.lower() in (".png", ".svg", ".pdf"):
+        raise FigureError(f"--figure all writes a folder of figures: give --out a folder, not {target}")
     t0 = time.perf_counter()
     runs = load_views(targets)
     what = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"

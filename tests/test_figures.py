@@ -228,3 +228,27 @@ def test_registry_all_writes_what_the_data_supports(gd, ee, tmp_path):
         make_figure("nope", [])
     assert names()[-1] == "all"
     assert math.isfinite(float(next(csv.DictReader(open(tmp_path / "figs" / "layers.csv")))["y"]))
+
+
+def test_a_figure_and_the_terminal_panel_it_mirrors_show_the_same_numbers(gd):
+    """Both read the engine's RunView: the UI from its growing buffers, the figure from the store."""
+    from eos_tui.app.figures import curvature_figure, factor_rows, layer_figure, sharpness_figure
+    from eos_tui.app.reader import poll_once
+    from eos_tui.app.series import RunData
+
+    data = RunData(key="a", path=gd)
+    with open_run(gd) as run:
+        poll_once(run, data)
+    view = load_view(gd)
+    panel = {ln.label: ln for ln in sharpness_figure(data, None, "t", False).lines}
+    fig = timeseries.sharpness([view], FigureOptions(xaxis="t"))
+    lam = lines(fig, "lambda_H_1", "lambda_H_1")["gd"]
+    np.testing.assert_array_equal(np.c_[lam.get_xdata(), lam.get_ydata()], np.c_[finite(panel["λ1(H)"].x, panel["λ1(H)"].y)])
+    g = {ln.label: ln for ln in curvature_figure(data, None, "t").lines}["λ1(G)"]
+    np.testing.assert_array_equal(lines(fig, "lambda_G1")["gd"].get_xdata(), g.x)
+    fig = timeseries.factors([view])
+    rows, first, last = factor_rows(data)
+    pi = list(view.snaps["step"]).index(last)
+    assert rows[1].now == lines(fig, "prod_s")["gd"].get_ydata()[pi]
+    r = {ln.label: ln for ln in layer_figure(data, None, "step", 2).lines}["r2"]
+    np.testing.assert_array_equal(r.y, lines(timeseries.alignment([view]), "r_2")["gd"].get_ydata())

@@ -55,6 +55,7 @@ def test_default_out_is_the_runs_figures_folder(tmp_path):
     (["--x", "time"], "unknown x axis 'time'"),
     (["--size", "big"], "--size takes WIDTHxHEIGHT"),
     (["--format", "gif"], "'.gif'"),
+    (["--figure", "all", "--out", "{tmp}/figs.png"], "give --out a folder"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, args, message):
     run = synthetic_run(tmp_path / "r", steps=30, depth=3)

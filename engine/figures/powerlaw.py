@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from engine.analysis.powerlaw import TRANSIENT_STEPS, fit_power_law, max_p1, paper_row
 from engine.analysis.series import RunView
 
-from .style import FigureError, FigureOptions, draw_series, finish, new_figure, plotted, PlottedSeries
+from .style import FigureError, FigureOptions, PlottedSeries, draw_series, finish, new_figure, plain_log_ticks, plotted
 
 __all__ = ["powerlaw", "points"]
 
@@ -69,9 +69,11 @@ def powerlaw(runs: Sequence[RunView], opts: FigureOptions = FigureOptions()) -> 
                     label=f"paper Table 2 ({name}): {c1:g}·D^{c2:g}, R² = {r2:g}")
     ax.set_xlabel("dataset size D (training samples)", fontsize="small")
     ax.set_ylabel(rf"max $P^1$ after step {TRANSIENT_STEPS}", fontsize="small")
-    ax.set_title(r"alignment against dataset size: max $P^1 \approx c_1 D^{c_2}$", fontsize="small")
+    ax.set_title(r"alignment against dataset size: max $P^1 \approx c_1 D^{c_2}$", fontsize="small", y=1.0, pad=4)
     ax.tick_params(which="both", labelsize="x-small")
     ax.grid(True, which="both", lw=0.4, alpha=0.35)
+    plain_log_ticks(ax.xaxis, *ax.get_xlim())
+    plain_log_ticks(ax.yaxis, *ax.get_ylim())
     ax.legend(fontsize="x-small", frameon=False, loc="best")
     return finish(fig, "power law", kept)
 

@@ -29,7 +29,8 @@ from engine.errors import EosError
 
 __all__ = [
     "FigureError", "FigureOptions", "PlottedSeries", "plotted", "new_figure", "RunColors",
-    "draw_series", "shade_transient", "smooth", "legend", "finish", "style_axes", "Curve", "has_data",
+    "draw_series", "shade_transient", "smooth", "legend", "finish", "style_axes", "plain_log_ticks", "Curve",
+    "has_data",
     "TRANSIENT_LABEL",
 ]
 
@@ -133,15 +134,21 @@ def style_axes(ax: Axes, *, log: bool, title: str, xlabel: str) -> None:
     ax.tick_params(which="both", labelsize="x-small")
     ax.grid(True, which="major", lw=0.4, alpha=0.4)
     if ax.get_yscale() == "log":
-        ax.yaxis.set_major_formatter(_PLAIN)
-        lo, hi = ax.get_ylim()
-        few = lo > 0 and hi / lo < 10
-        ax.yaxis.set_minor_formatter(_PLAIN if few else NullFormatter())
-        if not few:  # minor ticks at 2 and 5 only: each tick is costly to draw, 8 a decade add up
-            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        plain_log_ticks(ax.yaxis, *ax.get_ylim())
 
 
-_PLAIN = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+def plain_log_ticks(axis, lo: float, hi: float) -> None:
+    """Plain numbers on a log axis spanning ``lo..hi``, minor ticks labelled where the major
+    ones alone would be one or two numbers, and only at 2 and 5 on wider axes (each tick costs
+    time to draw; eight a decade add up)."""
+    axis.set_major_formatter(_PLAIN)
+    span = hi / lo if lo > 0 else math.inf
+    if span >= 3:  # below that, matplotlib's own minor ticks are the readable ones
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0) if span >= 10 else (2.0, 3.0, 5.0)))
+    axis.set_minor_formatter(_PLAIN if span < 300 else NullFormatter())
+
+
+_PLAIN = FuncFormatter(lambda v, _pos: f"{v:.4g}" if v < 1e4 else f"{v:.0e}")  # 1000, not 1e+03
 
 
 class RunColors:
