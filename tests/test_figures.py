@@ -70,7 +70,7 @@ def test_sharpness_lines_are_the_stored_series(gd):
     np.testing.assert_array_equal(g.get_xdata(), snaps["step"])
     np.testing.assert_array_equal(g.get_ydata(), snaps["lambda_G1"])
     ax = axes_of(fig, "lambda_H_1")
-    assert ax.get_xlabel() == "step" and ax.get_yscale() == "linear" and "lambda_1(H)" in ax.get_title()
+    assert ax.get_xlabel() == "step" and ax.get_yscale() == "linear" and ax.get_title() == "λ₁(H)"
     assert [len(lines(fig, p)) for p in ("lambda_H_1", "lambda_G1", "lambda_HmG1")] == [1, 1, 1]
     assert "sharpness — gd" in fig._suptitle.get_text()
     assert any("transient" == p.get_gid() for ax in fig.axes for p in ax.patches)
@@ -113,7 +113,7 @@ def test_one_line_per_run_and_a_colour_bar_when_sizes_differ(tmp_path):
 def test_alignment_and_layers_take_the_chosen_layers(gd):
     view = load_view(gd)
     fig = timeseries.alignment([view], FigureOptions(layers=(1, 3)))
-    assert {ax.get_title() for ax in fig.axes} == {"alignment ratio $r_{1}$", "alignment ratio $r_{3}$"}
+    assert {ax.get_title() for ax in fig.axes} == {"alignment ratio r₁", "alignment ratio r₃"}
     with open_run(gd) as run:
         snaps = run.snapshots()
     np.testing.assert_array_equal(lines(fig, "r_3")["gd"].get_ydata(), snaps["r_3"])
@@ -121,7 +121,7 @@ def test_alignment_and_layers_take_the_chosen_layers(gd):
     assert all(ax.get_yscale() == "linear"
                for ax in timeseries.alignment([view], FigureOptions(logy=False)).axes)
     fig = timeseries.layers([view])
-    assert sorted({ax.get_title() for ax in fig.axes}) == [f"$E\\|K_{{{i}}}\\|^2$ (layer {i})" for i in range(1, 5)]
+    assert sorted({ax.get_title() for ax in fig.axes}) == [f"E‖K{c}‖² (layer {i})" for i, c in enumerate("₁₂₃₄", 1)]
     with pytest.raises(FigureError, match="layers 1..3"):
         timeseries.alignment([view], FigureOptions(layers=(4,)))  # r_L does not exist
 

@@ -68,8 +68,8 @@ def powerlaw(runs: Sequence[RunView], opts: FigureOptions = FigureOptions()) -> 
                     xname="D", color="0.3", log=True, dashed=True, smoothable=False, lw=1.3,
                     label=f"paper Table 2 ({name}): {c1:g}·D^{c2:g}, R² = {r2:g}")
     ax.set_xlabel("dataset size D (training samples)", fontsize="small")
-    ax.set_ylabel(rf"max $P^1$ after step {TRANSIENT_STEPS}", fontsize="small")
-    ax.set_title(r"alignment against dataset size: max $P^1 \approx c_1 D^{c_2}$", fontsize="small", y=1.0, pad=4)
+    ax.set_ylabel(f"max P¹ after step {TRANSIENT_STEPS}", fontsize="small")
+    ax.set_title("alignment against dataset size: max P¹ ≈ c₁·D^c₂", fontsize="small", y=1.0, pad=4)
     ax.tick_params(which="both", labelsize="x-small")
     ax.grid(True, which="both", lw=0.4, alpha=0.35)
     plain_log_ticks(ax.xaxis, *ax.get_xlim())

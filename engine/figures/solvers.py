@@ -22,8 +22,8 @@ __all__ = ["compare", "SOLVER_NAMES"]
 SOLVER_NAMES = {"gd": "GD", "ee": "exp. Euler"}
 PANELS = (  # (quantity, store column, title, default log)
     ("loss", "loss", "training loss", True),
-    ("lambda", "lambda_H_1", r"$\lambda_1(H)$ (dashed: $2/\eta$, $2/\tau$)", False),
-    ("P1", "P_1", r"alignment $P^1$", True),
+    ("lambda", "lambda_H_1", "λ₁(H) (dashed: 2/η, 2/τ)", False),
+    ("P1", "P_1", "alignment P¹", True),
 )
 
 

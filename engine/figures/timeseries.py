@@ -23,7 +23,7 @@ from engine.analysis.series import XLABEL, RunView, five_factors
 
 from .style import (
     Curve, FigureError, FigureOptions, RunColors, draw_series, finish, has_data, legend, new_figure,
-    shade_transient, style_axes,
+    shade_transient, style_axes, sub, sup,
 )
 
 __all__ = ["sharpness", "overlap", "alignment", "layers", "factors", "series_figure"]
@@ -91,9 +91,9 @@ def sharpness(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
     if not any(r.has("lambda_H_1") for r in runs):
         raise FigureError(f"the sharpness figure needs λ1(H) (lambda_H_1), which no run recorded: {_names(runs)}")
     return series_figure("sharpness", runs, [
-        Curve("lambda_H_1", r"$\lambda_1(H)$", False, False, threshold=True),
-        Curve("lambda_G1", r"$\lambda_1(G)$ (Gauss–Newton)", True, False),
-        Curve("lambda_HmG1", r"$\lambda_1(H-G)$", True, False),
+        Curve("lambda_H_1", "λ₁(H)", False, False, threshold=True),
+        Curve("lambda_G1", "λ₁(G) (Gauss–Newton)", True, False),
+        Curve("lambda_HmG1", "λ₁(H−G)", True, False),
     ], opts)
 
 
@@ -102,10 +102,10 @@ def overlap(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
     if not any(r.has("lambda_G1") for r in runs):
         raise FigureError(f"the overlap figure needs λ1(G) (lambda_G1 at snapshots), which no run "
                           f"recorded: {_names(runs)}")
-    return series_figure(r"overlap: $\lambda_1(G) = \rho\,E\|K\|^2$", runs, [
-        Curve("lambda_G1", r"$\lambda_1(G)$", True, True),
-        Curve("EK2", r"$E\|K\|^2_{op}$", True, True),
-        Curve("overlap_ratio", r"overlap ratio $\rho$", True, False),
+    return series_figure("overlap: λ₁(G) = ρ · E‖K‖²", runs, [
+        Curve("lambda_G1", "λ₁(G)", True, True),
+        Curve("EK2", "E‖K‖² (operator norm)", True, True),
+        Curve("overlap_ratio", "overlap ratio ρ", True, False),
     ], opts)
 
 
@@ -116,7 +116,7 @@ def alignment(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
         raise FigureError("the alignment figure needs r_i, which exists only for nets of depth ≥ 2")
     chosen = _layers(runs, opts, last, "the alignment ratio r_i")
     return series_figure("alignment", runs, [
-        Curve(f"r_{i}", rf"alignment ratio $r_{{{i}}}$", True, True) for i in chosen], opts)
+        Curve(f"r_{i}", f"alignment ratio r{sub(i)}", True, True) for i in chosen], opts)
 
 
 def layers(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
@@ -124,7 +124,7 @@ def layers(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
     last = max(r.depth for r in runs) if runs else 0
     chosen = _layers(runs, opts, last, "E‖K_i‖²")
     return series_figure("layers", runs, [
-        Curve(f"EK2_layer_{i}", rf"$E\|K_{{{i}}}\|^2$ (layer {i})", True, True) for i in chosen], opts)
+        Curve(f"EK2_layer_{i}", f"E‖K{sub(i)}‖² (layer {i})", True, True) for i in chosen], opts)
 
 
 def factors(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
@@ -137,11 +137,11 @@ def factors(runs: Sequence[RunView], opts: FigureOptions = DEFAULT) -> Figure:
     if not any(r.has(f"P_{i}") for r in runs):
         raise FigureError(f"the factors figure needs the layer metrics (P_{i} at snapshots), which no "
                           f"run recorded: {_names(runs)}")
-    titles = [r"$a_L$", rf"$\Pi_{{j \geq {i}}}\, s_j$", rf"alignment $P^{{{i}}}$", rf"$m_{{{i}}}$",
-              rf"$\kappa_{{{i}}}$", rf"$E\|K_{{{i}}}\|^2$ (their product)"]
+    titles = ["a_L", f"Π s_j (j ≥ {i})", f"alignment P{sup(i)}", f"m{sub(i)}", f"κ{sub(i)}",
+              f"E‖K{sub(i)}‖² (their product)"]
     curves = [Curve(key, title, True, True, values=_factor(j, i))
               for j, ((key, _, _), title) in enumerate(zip(five_factors(runs[0], i), titles))]
-    return series_figure(rf"five factors of $E\|K_{{{i}}}\|^2$", runs, curves, opts)
+    return series_figure(f"five factors of E‖K{sub(i)}‖²", runs, curves, opts)
 
 
 def _factor(j: int, i: int):
