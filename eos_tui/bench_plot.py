@@ -124,6 +124,8 @@ def _p_rows(label: str, lat: dict) -> list[dict]:
             _stats(f"{label}: p, then x → header shows x", lat["next_key"]),
             _stats(f"{label}: keys while the figure renders", lat["during"]),
             _stats(f"{label}: p → PNG + SVG + CSV written", lat["saved"])]
+    for row in rows:
+        row["first_s"] = None
     rows[-1]["first_s"] = lat["saved"][0] if lat["saved"] else None
     return rows
 

@@ -52,7 +52,7 @@ def compare(runs: Sequence[RunView], opts: FigureOptions = FigureOptions()) -> F
                 draw_series(fig, ax, opts, panel=column, series="threshold", run=run, x=run.x("t"),
                             y=run.step_col("threshold"), xname="t", color=color, log=log, dashed=True,
                             lw=1.1, alpha=0.8)
-        style_axes(ax, log=log, title=title, xlabel=XLABEL["t"])
+        style_axes(ax, title=title, xlabel=XLABEL["t"])
     entries = [(f"{SOLVER_NAMES.get(r.solver, r.solver)}: {r.name}", {"color": c, "lw": 1.6})
                for r, c in zip(ordered, colors)]
     legend(axes[0], None, extra=entries)

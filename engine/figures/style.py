@@ -125,7 +125,7 @@ def new_figure(opts: FigureOptions, n_panels: int, *, ncols: int = 3, panel_size
     return fig, axes[:n_panels]
 
 
-def style_axes(ax: Axes, *, log: bool, title: str, xlabel: str) -> None:
+def style_axes(ax: Axes, *, title: str, xlabel: str) -> None:
     """Small ticks, a light grid and plain numbers on log axes (no 10^x mathtext per tick),
     minor ticks labelled when the axis spans less than about a decade. Call after drawing."""
     # an explicit title height: matplotlib otherwise measures every tick label to place it

@@ -64,7 +64,7 @@ def series_figure(title: str, runs: Sequence[RunView], curves: Sequence[Curve], 
                                   color=colors.color(i), log=log, dashed=True, lw=1.1, alpha=0.8)
                 if thr is not None:
                     threshold_label = run.threshold_label
-        style_axes(ax, log=log, title=curve.title, xlabel=XLABEL[opts.xaxis])
+        style_axes(ax, title=curve.title, xlabel=XLABEL[opts.xaxis])
     legend(axes[0], colors, threshold=threshold_label, unconverged=any_unconverged)
     colors.colorbar(fig)
     return finish(fig, title, runs)

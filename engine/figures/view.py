@@ -63,7 +63,7 @@ def _lines(fig: Figure, ax: Axes, panel: Panel, opts: FigureOptions) -> None:
     if panel.vline is not None and drawn:
         ax.axvline(float(panel.vline), color="0.35", lw=0.9, ls=":", gid="cursor")
     title = panel.title if drawn else f"{panel.title}  ({panel.message or 'no data yet'})"
-    style_axes(ax, log=panel.ylog, title=title, xlabel=panel.xlabel)
+    style_axes(ax, title=title, xlabel=panel.xlabel)
     if right_ax is not None:
         right_ax.tick_params(which="both", labelsize="x-small")
     if handles:
