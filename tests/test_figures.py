@@ -252,3 +252,24 @@ def test_a_figure_and_the_terminal_panel_it_mirrors_show_the_same_numbers(gd):
     assert rows[1].now == lines(fig, "prod_s")["gd"].get_ydata()[pi]
     r = {ln.label: ln for ln in layer_figure(data, None, "step", 2).lines}["r2"]
     np.testing.assert_array_equal(r.y, lines(timeseries.alignment([view]), "r_2")["gd"].get_ydata())
+
+
+def test_no_pyplot_and_figures_render_in_threads_at_once(gd, ee):
+    """The object-oriented API only: no pyplot state is involved, so two threads can draw."""
+    import io
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = ("import sys, engine.figures.registry, engine.figures.view, engine.figures.worker; "
+            "print('matplotlib.pyplot' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+    def render(path):
+        buf = io.BytesIO()
+        timeseries.factors([load_view(path)]).savefig(buf, format="png")
+        return buf.getvalue()
+
+    with ThreadPoolExecutor(2) as pool:
+        images = list(pool.map(render, [gd, ee, gd, ee]))
+    assert all(img[:4] == b"\x89PNG" for img in images) and images[0] == images[2]
