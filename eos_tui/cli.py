@@ -337,8 +337,15 @@ def _mount_bench() -> None:
     app.command("bench")(user_errors(bench_command))
 
 
+def _mount_plot() -> None:
+    from eos_tui.plot_cli import plot_command
+
+    app.command("plot")(user_errors(plot_command))
+
+
 _mount_data()
 _mount_bench()
+_mount_plot()
 
 
 def main() -> None:

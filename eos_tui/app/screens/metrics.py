@@ -10,7 +10,6 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from ..estimates import fmt_num
-from ..figures import snap_view
 from ..series import RunData
 from .base import SizedScreen
 
@@ -60,7 +59,7 @@ class MetricsScreen(SizedScreen):
         if key == self._shown:
             return
         self._shown = key
-        s = snap_view(self.data, stop)
+        s = self.data.view(stop).snaps
         steps = s.get("step", np.empty(0))
         title = self.query_one("#title", Static)
         g = self.query_one("#global", DataTable)
