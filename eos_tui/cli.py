@@ -110,11 +110,11 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         for row in rows:
             print("\t".join(row))
         return
-    table = Table(title=title)
+    table = Table(title=plain(title))
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(plain, row))
     console.print(table)
 
 
