@@ -15,6 +15,7 @@ Help texts are rich markup (typer's default): write a literal ``[`` as ``\\[``;
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -227,14 +228,21 @@ def train_headless(cfg: dict, out: Path, label: str) -> int:
     """Train in this process with a progress display; the exit code of the run
     (:data:`engine.launch.RUN_EXIT_CODES`). A diverged or stopped run ends with one line on
     stderr saying so."""
-    from engine.launch import RUN_EXIT_CODES, interrupt_on_signals
+    from engine.launch import RUN_EXIT_CODES
     from engine.trainer import train
 
     from eos_tui.progress import HeadlessProgress
 
-    console.print(Text.assemble("run directory: ", (str(out), "bold")), highlight=False, soft_wrap=True)
-    with interrupt_on_signals(), HeadlessProgress(label, cfg["train"]["max_steps"]) as progress:
-        result = train(cfg, out, on_step=progress)
+    shown = []
+
+    def on_step(row: dict) -> None:
+        if not shown:  # the run exists from its first row on: name it then
+            shown.append(True)
+            _say_run_dir(out)
+        progress(row)
+
+    with HeadlessProgress(label, cfg["train"]["max_steps"]) as progress:
+        result = train(cfg, out, on_step=on_step)
     code = RUN_EXIT_CODES.get(result.status, 1)
     summary = f"{result.status}: {result.message} ({result.steps} steps, final loss {result.final_loss:.4g})"
     if code == 0:
@@ -243,6 +251,10 @@ def train_headless(cfg: dict, out: Path, label: str) -> int:
         hint = "; lower train.lr" if result.status == "diverged" else ""
         err_console.print(plain(f"{summary}{hint}; the run is kept in {out}", "red"), highlight=False, soft_wrap=True)
     return code
+
+
+def _say_run_dir(path: Path) -> None:
+    console.print(Text.assemble("run directory: ", (str(path), "bold")), highlight=False, soft_wrap=True)
 
 
 def _engine_code(proc) -> int:
@@ -267,10 +279,10 @@ def launch(runs: list[tuple[Path, dict, str]], no_ui: bool) -> None:
 
         from eos_tui.app import run_monitor
 
-        for path, _, _ in runs:
-            console.print(Text.assemble("run directory: ", (str(path), "bold")), highlight=False, soft_wrap=True)
         procs = [spawn_training(cfg, path) for path, cfg, _ in runs]
         code = run_monitor([path for path, _, _ in runs], processes=procs)
+        for path, _, _ in runs:
+            _say_run_dir(path)
         raise typer.Exit(code or next((c for c in map(_engine_code, procs) if c), 0))
     finally:
         for path, _, _ in runs:
@@ -298,8 +310,12 @@ def _training_command(build: Callable[[str, dict, Optional[Path], Optional[Path]
         data_dir: DataDirOpt = None,
         runs_dir: RunsDirOpt = None,
     ) -> None:
-        cfg = build_config(name, sets or [], max_steps, device, data_dir)
-        launch(build(name, cfg, out, runs_dir), no_ui)
+        from engine.launch import interrupt_on_signals
+
+        # headless: SIGINT/SIGTERM/SIGHUP end it cleanly from here on (the UI handles its own)
+        with interrupt_on_signals() if no_ui else contextlib.nullcontext():
+            cfg = build_config(name, sets or [], max_steps, device, data_dir)
+            launch(build(name, cfg, out, runs_dir), no_ui)
 
     command.__doc__ = doc
     return command
@@ -504,7 +520,7 @@ def main() -> None:
         code = exc.exit_code
     except click_exception as exc:
         ctx = getattr(exc, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        hint = f" (see `{ctx.command_path if ctx is not None else 'eos-tui'} --help`)"
         print_error(f"{exc.format_message()}{hint}")
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):

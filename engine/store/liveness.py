@@ -29,6 +29,8 @@ from pathlib import Path
 from engine.errors import RunStoreError, StorageError
 from engine.store.files import atomic_write
 from engine.store.schema import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
     CONTROL_COMMANDS,
     CONTROL_FILE,
     FINAL_STATUSES,
@@ -41,6 +43,8 @@ from engine.store.schema import (
 
 STARTING_FILE = ".starting"
 """Marker of a run directory whose run is being created: JSON ``pid``, ``host``, ``time``."""
+RESERVE_FILE = ".reserve"
+"""Space an open writer holds back to record the final status on a full disk."""
 
 
 class HeartbeatThread(threading.Thread):
@@ -233,11 +237,11 @@ def _creation_state(path: Path, stale_after: float) -> tuple[str, str] | None:
         else:
             alive = _fresh(marker, stale_after)
         who = f"pid {pid} on {host}"
-    elif marker.exists() or db.is_file() or any(path.iterdir()):
-        newest = max((p for p in (marker, db, path) if p.exists()), key=lambda p: p.stat().st_mtime)
-        alive, who = _fresh(newest, stale_after), "its writer"
-    else:
-        return None
+    else:  # the writer's first files, before its store has a meta table
+        first = [p for p in (marker, db, path / RESERVE_FILE, path / CONFIG_FILE, path / CHECKPOINT_DIR) if p.exists()]
+        if not first:
+            return None
+        alive, who = any(_fresh(p, stale_after) for p in first), "its writer"
     if alive:
         return "starting", f"being created by {who}"
     return "interrupted", f"{who} stopped before the run was created"

@@ -31,7 +31,7 @@ import numpy as np
 from engine.errors import RunStoreError, StorageError
 from engine.store import checkpoints
 from engine.store.files import atomic_write, dumps_toml, is_torch_tensor
-from engine.store.liveness import STARTING_FILE, HeartbeatThread, read_control
+from engine.store.liveness import RESERVE_FILE, STARTING_FILE, HeartbeatThread, read_control
 from engine.store.schema import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -52,7 +52,6 @@ from engine.store.schema import (
 )
 
 _HEARTBEAT_MIN_INTERVAL = 1.0
-RESERVE_FILE = ".reserve"
 RESERVE_BYTES = 256 * 1024  # far more than the final status and event need
 
 # SQLite primary result codes that mean the file system refused (not a bad store):
