@@ -20,6 +20,7 @@ import copy
 import functools
 import os
 import shutil
+import signal
 import sys
 import tomllib
 from datetime import datetime
@@ -257,6 +258,22 @@ def _say_run_dir(path: Path) -> None:
     console.print(Text.assemble("run directory: ", (str(path), "bold")), highlight=False, soft_wrap=True)
 
 
+def _pass_on(procs: list, signum: int, timeout: float = 60.0) -> None:
+    """Send ``signum`` to the engine processes still running and wait for them to close their
+    runs (killed after ``timeout`` seconds)."""
+    import subprocess
+
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _engine_code(proc) -> int:
     """An engine process's exit code, a death by signal N read as 128 + N like a shell does."""
     code = proc.returncode
@@ -275,12 +292,20 @@ def launch(runs: list[tuple[Path, dict, str]], no_ui: bool) -> None:
                 if codes[-1] not in (0, 3):
                     break
             raise typer.Exit(next((c for c in codes if c), 0))
-        from engine.launch import spawn_training
+        from engine.launch import interrupt_on_signals, spawn_training
 
         from eos_tui.app import run_monitor
 
-        procs = [spawn_training(cfg, path) for path, cfg, _ in runs]
-        code = run_monitor([path for path, _, _ in runs], processes=procs)
+        with interrupt_on_signals():  # until the app runs (it handles signals itself)
+            procs = [spawn_training(cfg, path) for path, cfg, _ in runs]
+            try:
+                code = run_monitor([path for path, _, _ in runs], processes=procs)
+            except KeyboardInterrupt as exc:  # end the engines the way this process was ended
+                _pass_on(procs, getattr(exc, "signum", signal.SIGINT))
+                for path, _, _ in runs:
+                    if (path / "run.json").exists():
+                        _say_run_dir(path)
+                raise
         for path, _, _ in runs:
             _say_run_dir(path)
         raise typer.Exit(code or next((c for c in map(_engine_code, procs) if c), 0))

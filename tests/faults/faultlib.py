@@ -120,3 +120,94 @@ def tree_hash(*roots: Path) -> dict[str, str]:
             else:
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+class PtyCommand:
+    """A command on a pseudo-terminal (the Textual UI needs one): ``send`` keys, ``wait``."""
+
+    def __init__(self, args: list[str], *, size: tuple[int, int] = (140, 40)) -> None:
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(size[0]), LINES=str(size[1]))
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT,
+                                     start_new_session=True)
+        os.close(slave)
+        self.output = bytearray()
+
+    def drain(self, seconds: float = 0.0) -> None:
+        import select
+
+        end = time.monotonic() + seconds
+        while True:
+            ready, _, _ = select.select([self.master], [], [], max(0.0, min(0.1, end - time.monotonic())))
+            if ready:
+                try:
+                    self.output.extend(os.read(self.master, 65536))
+                except OSError:
+                    return
+            elif time.monotonic() >= end:
+                return
+
+    def send(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def wait(self, timeout: float = 90) -> int:
+        end = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < end:
+            self.drain(0.2)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"did not exit: {self.text()[-2000:]}")
+        self.drain(0.1)
+        return self.proc.returncode
+
+    def text(self) -> str:
+        """What the command wrote, without terminal escape sequences."""
+        import re
+
+        return re.sub(r"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|[@-Z\\-_])", "", self.output.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+def wait_for_rows(run_dir: Path, n: int, while_alive=None, timeout: float = 180) -> None:
+    """Wait until the run at ``run_dir`` has ``n`` committed rows."""
+    from engine.store import open_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if while_alive is not None and while_alive.poll() is not None:
+            raise AssertionError(f"the process ended early ({while_alive.returncode})")
+        try:
+            with open_run(run_dir) as run:
+                if run.num_steps() >= n:
+                    return
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{run_dir} did not reach {n} rows")
+
+
+def engine_pids(run_dir: Path) -> list[int]:
+    """Pids of engine processes (``python -m engine.launch``) training into ``run_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"engine.launch" in cmd and str(run_dir).encode() in cmd:
+            pids.append(int(proc.name))
+    return pids
