@@ -127,6 +127,10 @@ def test_listing_says_starting_interrupted_and_corrupt_only_when_files_say_so(tm
     broken.mkdir()
     (broken / "run.json").write_text("{}")
     (broken / "metrics.sqlite").write_bytes(b"garbage" * 100)
+    assert "broken" not in {s.name for s in list_runs(tmp_path)}  # just changed: not judged yet
+    settled = time.time() - 10
+    for p in [broken, *broken.iterdir()]:
+        os.utime(p, (settled, settled))
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("x")

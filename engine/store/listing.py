@@ -2,8 +2,10 @@
 
 Other processes may be creating, writing and deleting runs while a folder is listed. A run
 being created is listed ``starting`` (see :func:`~engine.store.liveness.creation_state`); a run
-whose files change while it is read is read again; a run deleted meanwhile is left out. Only a
-run whose files stay unreadable is listed ``corrupt``.
+whose files change while it is read is read again; a run deleted meanwhile is left out, and so
+is one that cannot be read while its files are still changing (being rewritten or deleted: it
+is listed again once they settle). Only a run whose files are unreadable and have been left
+alone for :data:`SETTLE_SECONDS` is listed ``corrupt``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from engine.store.schema import DEFAULT_STALE_AFTER, METRICS_FILE, RUN_FILE, STA
 LISTING_STATUSES = ("starting", *STATUSES, "corrupt")
 """Every status :func:`list_runs` reports: the stored ones plus ``starting`` and ``corrupt``."""
 
-READ_ATTEMPTS = 4  # reads of a run whose files keep changing before it is called corrupt
+READ_ATTEMPTS = 4  # reads of a run whose files keep changing (10, 20, 40 ms apart)
+SETTLE_SECONDS = 2.0  # an unreadable run changed more recently than this is not judged yet
 
 
 def _looks_like_run(path: Path) -> bool:
@@ -43,6 +46,15 @@ def _sort_key(summary: RunSummary) -> float:
         return summary.path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def _settled(path: Path, fingerprint: tuple) -> bool:
+    """Whether nothing in the run directory changed in the last :data:`SETTLE_SECONDS`."""
+    try:
+        newest = max([path.stat().st_mtime_ns, *(mtime for _, _, mtime in fingerprint)])
+    except OSError:
+        return False
+    return time.time_ns() - newest >= SETTLE_SECONDS * 1e9
 
 
 def _fingerprint(path: Path) -> tuple | None:
@@ -81,10 +93,12 @@ def summarize(path: Path | str, *, stale_after: float = DEFAULT_STALE_AFTER) -> 
 
     A run that cannot be opened is ``starting`` or ``interrupted`` while it is being created or
     after its creator died; otherwise it is read again while its files keep changing (another
-    process writing or deleting it) and called ``corrupt`` only when they stay unreadable.
+    process writing or deleting it), left out while they have not settled, and called
+    ``corrupt`` only when they are unreadable and settled.
     """
     path = Path(path)
     error: BaseException | None = None
+    after: tuple = ()
     for attempt in range(READ_ATTEMPTS):
         before = _fingerprint(path)
         if before is None or not _looks_like_run(path):
@@ -100,9 +114,12 @@ def summarize(path: Path | str, *, stale_after: float = DEFAULT_STALE_AFTER) -> 
         after = _fingerprint(path)
         if after is None or not _looks_like_run(path):
             return None
-        if after == before:
+        if after == before and _settled(path, after):
             break
-        time.sleep(0.01 * (attempt + 1))
+        if attempt < READ_ATTEMPTS - 1:
+            time.sleep(0.01 * 2 ** attempt)
+    if not _settled(path, after):
+        return None  # being rewritten or deleted right now: judged once its files settle
     assert error is not None
     return _partial_summary(path, "corrupt", "unreadable", error)
 
