@@ -59,6 +59,7 @@ EXIT_CODES = {
     5: "the file system refused: disk full, read-only or unwritable folder, I/O error",
     129: "SIGHUP (terminal closed): the run is kept, status interrupted",
     130: "SIGINT (Ctrl-C): the run is kept, status interrupted",
+    141: "SIGPIPE: the reader of the output went away (e.g. `| head`); nothing more is printed",
     143: "SIGTERM (e.g. a cluster's preemption): the run is kept, status interrupted",
 }
 
@@ -93,6 +94,9 @@ def user_errors(func: Callable) -> Callable:
         except EosError as exc:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
+            raise typer.Exit(128 + signal.SIGPIPE) from None
         except OSError as exc:
             print_error(exc)
             raise typer.Exit(StorageError.exit_code) from None

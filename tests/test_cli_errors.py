@@ -44,6 +44,13 @@ def test_config_error_messages_keep_their_brackets(value: str) -> None:
     assert lines == [f"error: model.width must be an integer, got {value.strip()!r}"]
 
 
+def test_the_embed_hint_survives(capsys) -> None:
+    from eos_tui.cli import print_error
+
+    print_error("`eos-tui data embed sst` needs the optional package transformers: run `pip install 'eos-tui[embed]'`")
+    assert "`pip install 'eos-tui[embed]'`" in capsys.readouterr().err
+
+
 def test_print_error_is_one_line_for_multiline_messages(capsys) -> None:
     from eos_tui.cli import print_error
 
@@ -98,6 +105,19 @@ def test_usage_errors_are_one_line_from_the_installed_command(args: list[str], m
     lines = _lines(res.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
     assert "(see `" in lines[0] and "--help`)" in lines[0]
+
+
+def test_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    from engine.store import make_run_dir
+
+    for i in range(900):  # a listing longer than the pipe's buffer (64 KiB)
+        make_run_dir(tmp_path, f"run{i:04d}")
+    proc = subprocess.Popen([sys.executable, "-m", "eos_tui.cli", "runs", str(tmp_path), "--no-ui"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "error" not in err, err
 
 
 def test_no_arguments_shows_the_help() -> None:

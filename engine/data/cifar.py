@@ -258,27 +258,14 @@ def _import_members(data_dir: Path, members: dict[str, bytes], where: str, sourc
     if min(std) <= 0.0:
         raise DataError(f"{where} has a constant colour channel: it is not CIFAR-10; run `eos-tui data fetch {NAME}`")
 
-    final = dataset_dir(data_dir)
-    with download.staged_install(final) as staged:
-        _write_import(staged, members, source, counts, int(test_data.shape[0]), mean, std, label_names)
-    return final
-
-
-def _write_import(staged: Path, members: dict[str, bytes], source: dict, counts: dict[str, int], n_test: int,
-                  mean: list[float], std: list[float], label_names: list[str]) -> None:
-    files = {}
-    for name, raw in members.items():
-        (staged / name).write_bytes(raw)
-        files[name] = {"size": len(raw), "sha256": download.file_digest(staged / name)}
-    download.write_json_atomic(staged / MANIFEST, {
+    return download.install_files(dataset_dir(data_dir), members, {
         "dataset": NAME,
         "format": FORMAT,
         "source": source,
-        "files": files,
         "train_files": list(TRAIN_FILES),
         "counts": counts,
         "n_train": sum(counts.values()),
-        "n_test": n_test,
+        "n_test": int(test_data.shape[0]),
         "channel_mean": mean,
         "channel_std": std,
         "label_names": label_names,

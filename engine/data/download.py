@@ -306,6 +306,19 @@ def staged_install(final: Path) -> Iterator[Path]:
         raise
 
 
+def install_files(final: Path, files: dict[str, bytes], manifest: dict) -> Path:
+    """Install ``files`` (name -> bytes) as the folder ``final`` with ``manifest.json``: the
+    given ``manifest`` plus ``files`` (each one's ``size`` and ``sha256``), all written in a
+    staging folder that replaces ``final`` only once complete (:func:`staged_install`)."""
+    with staged_install(final) as staged:
+        entries = {}
+        for name, raw in files.items():
+            (staged / name).write_bytes(raw)
+            entries[name] = {"size": len(raw), "sha256": file_digest(staged / name)}
+        write_json_atomic(staged / "manifest.json", {**manifest, "files": entries})
+    return final
+
+
 def replace_dir(staged: Path, final: Path) -> None:
     """Make ``staged`` become ``final`` (replacing an existing ``final``)."""
     if final.exists():

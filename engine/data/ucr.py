@@ -317,21 +317,13 @@ def import_files(data_dir: Path, paths: list[Path]) -> Path:
     if min(_channel_stats(train.values)[1]) <= 0.0:
         raise _bad(TRAIN_FILE, "a channel is constant")
 
-    final = dataset_dir(data_dir)
-    with download.staged_install(final) as staged:
-        files = {}
-        for name, raw in found.items():
-            (staged / name).write_bytes(raw)
-            files[name] = {"size": len(raw), "sha256": download.file_digest(staged / name)}
-        download.write_json_atomic(staged / MANIFEST, {
-            "dataset": NAME,
-            "format": FORMAT,
-            "source": {"kind": kind, "paths": [p.name for p in paths]},
-            "upstream_checksum": None,  # timeseriesclassification.com publishes none
-            "files": files,
-            "n_train": N_TRAIN,
-        })
-    return final
+    return download.install_files(dataset_dir(data_dir), found, {
+        "dataset": NAME,
+        "format": FORMAT,
+        "source": {"kind": kind, "paths": [p.name for p in paths]},
+        "upstream_checksum": None,  # timeseriesclassification.com publishes none
+        "n_train": N_TRAIN,
+    })
 
 
 def fetch(data_dir: Path, *, progress: download.Progress | None = None) -> Path:

@@ -45,47 +45,35 @@ def _interrupted_cleanly(run_dir: Path, sig: int, rows: int) -> None:
     FIGURES["runs recovered"] += 1
 
 
-def _headless(sig: int, tmp: Path) -> tuple[int, str, Path]:
-    out = tmp / f"headless-{signal.Signals(sig).name}"
-    proc = start_run(out)
+def _signalled(start, sig: int, tmp: Path) -> tuple[int, str, Path]:
+    """Start a run with ``start(out)``, signal it after 5 rows; its exit code, stderr, folder."""
+    out = tmp / f"run-{signal.Signals(sig).name}"
+    proc = start(out)
     wait_for_rows(out, 5, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     return proc.returncode, err, out
 
 
+def _engine_alone(out: Path) -> subprocess.Popen:
+    cfg = tiny_config("train.max_steps=100000", "train.target_loss=1e-12")
+    return subprocess.Popen([sys.executable, "-m", "engine.launch", "--out", str(out), "--config-json",
+                             json.dumps(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
 @pytest.mark.slow
-def test_headless_cli_signals(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where, start", [("headless CLI", start_run), ("engine alone", _engine_alone)])
+def test_headless_cli_and_engine_alone(tmp_path: Path, where: str, start) -> None:
     with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda s: _headless(s, tmp_path), SIGNALS))
+        results = list(pool.map(lambda s: _signalled(start, s, tmp_path), SIGNALS))
     for sig, (code, err, out) in zip(SIGNALS, results):
-        _count(sig, "headless CLI")
+        _count(sig, where)
         assert code == EXIT_BY_SIGNAL[sig], err
         lines = [line for line in err.splitlines() if line.strip()]
-        assert lines == [f"interrupted by {signal.Signals(sig).name}: a run in progress is kept with status "
-                         "interrupted"], err
-        _interrupted_cleanly(out, sig, 5)
-
-
-def _engine_alone(sig: int, tmp: Path) -> tuple[int, str, Path]:
-    cfg = tiny_config("train.max_steps=100000", "train.target_loss=1e-12")
-    out = tmp / f"engine-{signal.Signals(sig).name}"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.launch", "--out", str(out), "--config-json",
-                             json.dumps(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    wait_for_rows(out, 5, proc)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    return proc.returncode, err, out
-
-
-@pytest.mark.slow
-def test_engine_process_alone_signals(tmp_path: Path) -> None:
-    with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda s: _engine_alone(s, tmp_path), SIGNALS))
-    for sig, (code, err, out) in zip(SIGNALS, results):
-        _count(sig, "engine alone")
-        assert code == EXIT_BY_SIGNAL[sig], err
-        assert "Traceback" not in err
+        expected = (f"interrupted by {signal.Signals(sig).name}: a run in progress is kept with status interrupted"
+                    if where == "headless CLI" else
+                    f"interrupted: interrupted by {signal.Signals(sig).name}; the run is kept")
+        assert lines == [expected], err
         _interrupted_cleanly(out, sig, 5)
 
 
