@@ -103,12 +103,14 @@ def summarize(path: Path | str, *, stale_after: float = DEFAULT_STALE_AFTER) -> 
         before = _fingerprint(path)
         if before is None or not _looks_like_run(path):
             return None
-        try:
-            with open_run(path, stale_after=stale_after) as run:
-                return run.summary()
-        except (EosError, OSError, sqlite3.Error) as exc:
-            error = exc
-        state = creation_state(path, stale_after)
+        state = creation_state(path, stale_after)  # one stat for a complete run
+        if state is None:
+            try:
+                with open_run(path, stale_after=stale_after) as run:
+                    return run.summary()
+            except (EosError, OSError, sqlite3.Error) as exc:
+                error = exc
+            state = creation_state(path, stale_after)  # it may have changed meanwhile
         if state is not None:
             return _partial_summary(path, *state)
         after = _fingerprint(path)
