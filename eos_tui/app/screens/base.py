@@ -69,7 +69,7 @@ class RunScreen(SavesFigure, SizedScreen):
     @on(RunFailed)
     def _on_run_failed(self, message: RunFailed) -> None:
         self._dirty = True
-        self.notify(message.error, title="cannot read run", severity="error", timeout=10)
+        self.notify(message.error, title="cannot read run", severity="error", timeout=10, markup=False)
 
     def mark_dirty(self) -> None:
         """Something changed (new rows, a finished plot): redraw on the next tick."""

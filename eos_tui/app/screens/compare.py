@@ -229,7 +229,7 @@ class CompareScreen(RunScreen):
                 send_control(data.path, command)
                 data.control = command
             except EosError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
         self.redraw_now()
 
     def action_toggle_pause(self) -> None:

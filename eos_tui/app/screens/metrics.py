@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
@@ -67,9 +68,9 @@ class MetricsScreen(SizedScreen):
         g.clear()
         t.clear()
         if len(steps) == 0:
-            title.update(f"{self.data.name}: no snapshot yet")
+            title.update(Text(f"{self.data.name}: no snapshot yet"))
             return
-        title.update(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)")
+        title.update(Text(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)"))
 
         def val(name: str) -> str:
             col = s.get(name)

@@ -178,7 +178,7 @@ class MonitorScreen(MonitorBase):
         try:
             send_control(self.data.path, command)
         except EosError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self.data.control = command
         self.redraw_now()
