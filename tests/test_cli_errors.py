@@ -110,7 +110,7 @@ def test_usage_errors_are_one_line_from_the_installed_command(args: list[str], m
 def test_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
     from engine.store import make_run_dir
 
-    for i in range(900):  # a listing longer than the pipe's buffer (64 KiB)
+    for i in range(2000):  # a listing (~120 KB) longer than the pipe's buffer (64 KiB)
         make_run_dir(tmp_path, f"run{i:04d}")
     proc = subprocess.Popen([sys.executable, "-m", "eos_tui.cli", "runs", str(tmp_path), "--no-ui"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
