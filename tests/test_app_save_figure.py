@@ -36,6 +36,10 @@ async def save(pilot, screen, timeout: float = 60.0) -> list[Path]:
     return screen.saved_figures[-1]
 
 
+def notified(app: App) -> str:
+    return " ".join(n.message for n in app._notifications)  # noqa: SLF001
+
+
 def csv_series(path: Path, series: str) -> tuple[np.ndarray, np.ndarray]:
     rows = [r for r in csv.DictReader(open(path.with_suffix(".csv"))) if r["series"] == series]
     return np.array([float(r["x"]) for r in rows]), np.array([float(r["y"]) for r in rows])
@@ -50,7 +54,9 @@ async def test_p_saves_the_monitor_view_while_the_run_is_written(tmp_path):
             screen = app.screen
             rows_before = len(screen.data.steps)
             files = await save(pilot, screen)
-            said = " ".join(n.message for n in app._notifications)  # noqa: SLF001
+            # notify() posts a message: the notification lands a moment after the files are listed
+            await wait_until(pilot, lambda: "saved" in notified(app), what="the notification")
+            said = notified(app)
             assert f"saved {files[0].name}" in said and str(path / "figures") in said
             assert files[0].parent == path / "figures" and files[0].name.startswith("monitor-step")
             assert_valid(files)
