@@ -33,12 +33,17 @@ Sections (spec references in brackets):
   float64 fused pass — see ``eos-tui bench step``).
 - ``ee``: ``warmup_iters``, ``warmup_factor``: for the first ``warmup_iters`` steps the maximum
   step size is ``warmup_factor · η`` (e.g. 0.1), as in the reference ``stable-solvers``;
-  ``tol``: the step-size controller's bound on the relative local error of a step (its
-  embedded estimate, ‖e‖ ≤ tol·‖Δθ‖); ``max_rejections``: trials of one step before the run
-  stops ``diverged``.
+  ``order``: 2 (default) corrects each exponential Euler step to second order (ETD2RK) with the
+  gradient its error estimate needs anyway; 1 takes the plain exponential Euler step (the
+  paper's rule, first order); ``tol``: the step-size controller's bound on the embedded
+  estimate of the exponential Euler step's relative local error (‖e‖ ≤ tol·‖Δθ‖; with
+  ``order = 2`` the step taken is the corrected one, far more accurate than that bound);
+  ``max_rejections``: trials of one step before the run stops ``diverged``.
 - ``metrics``: ``metrics_every`` (cheap scalars), ``snapshot_every`` (full metric set +
   checkpoint, §7), ``transient_steps`` (first steps flagged, §7), ``layer_metrics`` (bool),
-  ``residual`` (compute λ1(H−G) at snapshots), ``eig_tol`` (the relative residual every
+  ``residual`` (compute λ1(H−G) at snapshots), ``full_every`` (every N-th snapshot is *full*;
+  the others are *cheap*: all but λ1(H−G), the dearest eigen-solve; the first and the last
+  are always full, and ``snapshot_full`` records which is which), ``eig_tol`` (the relative residual every
   snapshot eigenvalue is solved to: λ1(G), λ1(H−G), the per-sample ‖J_i‖ pairs),
   ``snapshot_eig_iters`` (the cap of products of one snapshot eigen-solve; a value that did not
   reach ``eig_tol`` within it is recorded unconverged), ``norm_tol`` (the per-sample ‖J_i‖
@@ -100,8 +105,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ee": {
         "warmup_iters": 0,
         "warmup_factor": 1.0,
-        "tol": 2e-2,
+        "tol": 0.1,
         "max_rejections": 30,
+        "order": 2,
     },
     "metrics": {
         "metrics_every": 1,
@@ -112,6 +118,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "norm_tol": 1e-8,
         "snapshot_eig_iters": 100,
         "eig_tol": 1e-3,
+        "full_every": 1,
     },
 }
 
@@ -131,7 +138,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {"model.depth", "model.width", "train.lr", "model.init_gain", "data.image_size",
             "eig.every", "eig.max_iters", "eig.warm_iters", "eig.tol", "metrics.metrics_every",
             "metrics.snapshot_every", "metrics.norm_tol", "metrics.snapshot_eig_iters", "train.divergence_factor", "train.rk4_alpha",
-            "ee.warmup_factor", "ee.tol", "ee.max_rejections", "metrics.eig_tol"}
+            "ee.warmup_factor", "ee.tol", "ee.max_rejections", "metrics.eig_tol", "metrics.full_every"}
 BELOW_ONE = {"eig.tol", "eig.residual_tol", "ee.tol", "metrics.eig_tol", "metrics.norm_tol"}  # relative tolerances
 NON_NEGATIVE = {"data.size", "train.max_steps", "train.max_time_s", "train.target_loss",
                 "train.chunk_size", "eig.k", "eig.num", "eig.oversample", "eig.residual_tol", "ee.warmup_iters",
@@ -213,6 +220,9 @@ def _validate(cfg: dict) -> None:
         section, name = key.split(".")
         if cfg[section][name] < 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[section][name]!r}")
+    if cfg["ee"]["order"] not in (1, 2):
+        raise ConfigError(f"ee.order must be 1 (exponential Euler) or 2 (with its ETD2 correction), "
+                          f"got {cfg['ee']['order']!r}")
     for key in BELOW_ONE:
         section, name = key.split(".")
         if not cfg[section][name] < 1:

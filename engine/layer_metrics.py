@@ -136,14 +136,17 @@ def batched_lanczos_top(
     max_iters: int,
     krylov_dim: int = 64,
     generator: torch.Generator | None = None,
+    residual_tol: float | None = None,
 ) -> BatchedEig:
     """Top eigenvalue of ``B`` symmetric PSD operators at once, by Lanczos with full reorthogonalization.
 
     ``op(aux_b, U)`` applies the operators of the samples whose per-sample data is ``aux_b``
     (rows of ``aux``) to ``U`` ``(b, d)``. ``V0`` ``(B, d)``: start vectors (warm start).
     Per sample, stops when the top Ritz value changed by at most ``tol`` relative between two
-    consecutive checks (:func:`_should_check`), when the Krylov space is the whole space, or after
-    ``max_iters`` products (then ``converged`` is False). Finished samples are dropped from the
+    consecutive checks (:func:`_should_check`), or (``residual_tol``) when its relative residual
+    ``‖M v − θ v‖/θ = β_k |s_k|/θ`` is at most ``residual_tol``, when the Krylov space is the whole
+    space, or after ``max_iters`` products (then ``converged`` is False). ``residuals`` holds
+    each sample's final relative residual. Finished samples are dropped from the
     batch once a quarter of it has finished. Restarts from the top Ritz vector after
     ``krylov_dim`` steps. ``iterations`` counts the products spent on each sample.
     """
@@ -204,8 +207,14 @@ def batched_lanczos_top(
                 if k > 1:
                     off = beta[rows, : k - 1]
                     T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-                theta_k = torch.linalg.eigvalsh(T)[:, -1]
-                ok = (theta_k - prev[rows]).abs() <= tol * theta_k.abs()  # NaN prev (first check) → False
+                if residual_tol is None:
+                    theta_k = torch.linalg.eigvalsh(T)[:, -1]
+                    ok = (theta_k - prev[rows]).abs() <= tol * theta_k.abs()  # NaN prev (first check) → False
+                else:  # also stop at a relative residual β_k |s_k| / θ within residual_tol
+                    evals, evecs = torch.linalg.eigh(T)
+                    theta_k = evals[:, -1]
+                    small = bk[rows] * evecs[:, -1, -1].abs() <= residual_tol * theta_k.abs()
+                    ok = ((theta_k - prev[rows]).abs() <= tol * theta_k.abs()) | small
                 done = ok | full
                 finish = torch.ones_like(done) if out_of_budget else done
                 prev[rows] = theta_k
@@ -397,6 +406,8 @@ class LayerMetricsComputer:
     change of the top Ritz value; products per sample). ``krylov_dim``: Lanczos restart length.
     ``norm_batch``: at most this many samples iterate together (memory of the Lanczos basis:
     ``norm_batch × (krylov_dim + 1) × d_i`` numbers), independently of ``chunk_size``.
+    ``residual_tol``: Lanczos also stops a sample once its relative residual is at most this
+    (the snapshot passes ``metrics.eig_tol``: the certificate it records); ``None``: change rule only.
     ``seed``: the random cold-start vectors.
     """
 
@@ -413,6 +424,7 @@ class LayerMetricsComputer:
         krylov_dim: int = 80,
         norm_batch: int = 512,
         seed: int = 0,
+        residual_tol: float | None = None,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1 or None, got {chunk_size}")
@@ -430,6 +442,7 @@ class LayerMetricsComputer:
         self.krylov_dim = int(krylov_dim)
         self.norm_batch = max(1, int(norm_batch))
         self.seed = int(seed)
+        self.residual_tol = residual_tol
         self._warm: dict[tuple[int, int, int], torch.Tensor] = {}  # (layer, n, dim) → (n, dim)
         self._gen = torch.Generator().manual_seed(self.seed)
 
@@ -499,7 +512,7 @@ class LayerMetricsComputer:
             if method == "lanczos":
                 res = batched_lanczos_top(
                     op, dphi[s0:s1], V0, tol=self.power_tol, max_iters=self.power_max_iters,
-                    krylov_dim=self.krylov_dim, generator=self._gen,
+                    krylov_dim=self.krylov_dim, generator=self._gen, residual_tol=self.residual_tol,
                 )
             else:
                 res = batched_power_top(

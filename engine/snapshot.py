@@ -52,12 +52,14 @@ class SnapshotComputer:
         self.max_steps = mc["snapshot_eig_iters"]
         self.residual = bool(mc["residual"])
         self.layers = LayerMetricsComputer(spec, criterion, chunk_size=problem.chunk_size,
-                                           power_tol=mc["norm_tol"])
+                                           power_tol=mc["norm_tol"], residual_tol=self.tol)
         self._ggn_block: torch.Tensor | None = None
         self._residual_block: torch.Tensor | None = None
 
-    def compute(self, theta: torch.Tensor) -> dict[str, float]:
-        """Snapshot values by store name (``EK2``, ``P_1``, ``lambda_G1``, ``lambda_G1_resid``, ...)."""
+    def compute(self, theta: torch.Tensor, *, full: bool = True) -> dict[str, float]:
+        """Snapshot values by store name (``EK2``, ``P_1``, ``lambda_G1``, ``lambda_G1_resid``, ...).
+
+        ``full=False``: a cheap snapshot, without λ1(H−G) (``snapshot_full`` = 0)."""
         start = time.perf_counter()
         values: dict[str, float] = {}
         if self.enabled:
@@ -73,11 +75,12 @@ class SnapshotComputer:
                 lam_g, self._ggn_block = ggn_top_eigenvalue(
                     self.problem, theta, start=self._ggn_block, tol=self.tol, max_steps=self.max_steps)
             values.update(certified_values("lambda_G1", lam_g))
-            if self.residual:
+            if self.residual and full:
                 top, mag, self._residual_block = residual_eigenvalues(
                     self.problem, theta, start=self._residual_block, tol=self.tol, max_steps=self.max_steps)
                 values.update(certified_values("lambda_HmG1", top))
                 values.update(certified_values("lambda_HmG_mag", mag))
             values["overlap_ratio"] = float(overlap_ratio(lam_g.value, lm.EK2))
+        values["snapshot_full"] = float(full)
         values["snapshot_seconds"] = time.perf_counter() - start
         return values

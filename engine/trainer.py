@@ -152,45 +152,44 @@ class Trainer:
             writer.save_training_data(self.data.X.cpu(), self.data.y.cpu(), self.data.indices.cpu())
             theta, t, start = self.theta, 0.0, time.perf_counter()
             loss0 = None
-            for step in range(tr["max_steps"]):
-                command = self._wait_while_paused(writer)
-                if command == "stop":
-                    status, message = "interrupted", "stopped from the control channel"
-                    step -= 1
-                    break
-                try:
+            try:
+                for step in range(tr["max_steps"]):
+                    command = self._wait_while_paused(writer)
+                    if command == "stop":
+                        status, message = "interrupted", "stopped from the control channel"
+                        step -= 1
+                        break
                     new_theta, info = self.solver.step(theta)
-                except (NonFiniteError, StepSizeError) as exc:
-                    status, message = "diverged", f"at step {step}: {exc}"
-                    step -= 1
-                    break
-                loss = info.loss
-                if loss0 is None:
-                    loss0 = loss
-                row = self._row(step, t, info, theta, time.perf_counter() - start)
-                writer.append_step(row)
-                if self.on_step:
-                    self.on_step(row)
-                diverged = not math.isfinite(loss) or loss > tr["divergence_factor"] * max(loss0, 1e-30)
-                done = loss <= self.target_loss
-                out_of_time = tr["max_time_s"] and time.perf_counter() - start >= tr["max_time_s"]
-                last = step == tr["max_steps"] - 1
-                if diverged:
-                    status, message = "diverged", f"loss {loss:.4g} at step {step} (started at {loss0:.4g})"
-                    break
-                if done or out_of_time or last:
-                    status = "finished"
-                    message = (f"reached target loss {self.target_loss:g}" if done else
-                               f"reached max_time_s={tr['max_time_s']:g}" if out_of_time else
-                               f"reached max_steps={tr['max_steps']}")
-                    self._snapshot(writer, step, theta)
-                    break
-                if self.is_snapshot_step(step):
-                    self._snapshot(writer, step, theta)
-                elif step == 0:
-                    self._checkpoint(writer, step, theta)
-                theta = new_theta
-                t += info.step_size
+                    loss = info.loss
+                    if loss0 is None:
+                        loss0 = loss
+                    row = self._row(step, t, info, theta, time.perf_counter() - start)
+                    writer.append_step(row)
+                    if self.on_step:
+                        self.on_step(row)
+                    diverged = not math.isfinite(loss) or loss > tr["divergence_factor"] * max(loss0, 1e-30)
+                    done = loss <= self.target_loss
+                    out_of_time = tr["max_time_s"] and time.perf_counter() - start >= tr["max_time_s"]
+                    last = step == tr["max_steps"] - 1
+                    if diverged:
+                        status, message = "diverged", f"loss {loss:.4g} at step {step} (started at {loss0:.4g})"
+                        break
+                    if done or out_of_time or last:
+                        status = "finished"
+                        message = (f"reached target loss {self.target_loss:g}" if done else
+                                   f"reached max_time_s={tr['max_time_s']:g}" if out_of_time else
+                                   f"reached max_steps={tr['max_steps']}")
+                        self._snapshot(writer, step, theta, last=True)
+                        break
+                    if self.is_snapshot_step(step):
+                        self._snapshot(writer, step, theta)
+                    elif step == 0:
+                        self._checkpoint(writer, step, theta)
+                    theta = new_theta
+                    t += info.step_size
+            except (NonFiniteError, StepSizeError) as exc:  # a NaN/inf product, or no acceptable step
+                status, message = "diverged", f"at step {step}: {exc}"
+                step = -1 if writer.last_step is None else writer.last_step
             self.theta = theta
             writer.log_event(max(step, 0), status, message)
             if self.on_event:
@@ -253,11 +252,12 @@ class Trainer:
             row["ee_err"] = info.error_estimate
         return row
 
-    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
+    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor, *, last: bool = False) -> None:
         if step in self._snapshotted:
             return
+        full = last or len(self._snapshotted) % self.cfg["metrics"]["full_every"] == 0
         self._snapshotted.add(step)
-        writer.append_snapshot(step, self.snapshots.compute(theta))
+        writer.append_snapshot(step, self.snapshots.compute(theta, full=full))
         self._checkpoint(writer, step, theta)
 
     def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
