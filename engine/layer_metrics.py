@@ -60,6 +60,7 @@ from engine.errors import ConfigError
 from engine.model import Intermediates, MLPSpec, forward_intermediates, unflatten
 
 NORM_METHODS = ("auto", "exact", "lanczos", "power")
+NORM_BATCH_BYTES = 256 * 2**20  # the per-sample Lanczos bases of one batch fit in this
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +182,7 @@ def batched_lanczos_top(
     cycles = 0
     while True:  # one Lanczos cycle, (re)started from v
         b = active.numel()
-        Q = torch.empty(b, kmax + 1, d, dtype=dtype, device=device)
+        Q = torch.empty(b, min(kmax, 8) + 1, d, dtype=dtype, device=device)  # grows as needed
         alpha = torch.zeros(b, kmax, dtype=dtype, device=device)
         beta = torch.zeros(b, kmax, dtype=dtype, device=device)
         Q[:, 0] = v
@@ -254,6 +255,9 @@ def batched_lanczos_top(
                     active, aux_a, prev, live = active[keep], aux_a[keep], prev[keep], live[keep]
                     Q, alpha, beta, w, bk = Q[keep], alpha[keep], beta[keep], w[keep], bk[keep]
                     b = active.numel()
+            if k >= Q.shape[1]:  # room for the next Lanczos vector (a warm start rarely needs it)
+                Q = torch.cat([Q, torch.empty(Q.shape[0], min(Q.shape[1], kmax + 1 - Q.shape[1]), d,
+                                              dtype=dtype, device=device)], 1)
             # next Lanczos vector; on (near) breakdown the Krylov space is invariant (T_k's
             # eigenvalues are exact): continue with a random direction orthogonal to it
             scale = alpha[:, k - 1].abs() + (beta[:, k - 2] if k > 1 else 0.0)
@@ -405,7 +409,9 @@ class LayerMetricsComputer:
     ``power_tol``/``power_max_iters``: per-sample stopping rule of the iterative methods (relative
     change of the top Ritz value; products per sample). ``krylov_dim``: Lanczos restart length.
     ``norm_batch``: at most this many samples iterate together (memory of the Lanczos basis:
-    ``norm_batch × (krylov_dim + 1) × d_i`` numbers), independently of ``chunk_size``.
+    ``norm_batch × (krylov_dim + 1) × d_i`` numbers), independently of ``chunk_size``; ``None``:
+    as many as keep that basis within :data:`NORM_BATCH_BYTES` (fewer, larger batches spend less
+    time in Python per product).
     ``residual_tol``: Lanczos also stops a sample once its relative residual is at most this
     (the snapshot passes ``metrics.eig_tol``: the certificate it records); ``None``: change rule only.
     ``seed``: the random cold-start vectors.
@@ -422,7 +428,7 @@ class LayerMetricsComputer:
         norm_method: str = "auto",
         exact_max_dim: int = 64,
         krylov_dim: int = 80,
-        norm_batch: int = 512,
+        norm_batch: int | None = None,
         seed: int = 0,
         residual_tol: float | None = None,
     ) -> None:
@@ -440,7 +446,7 @@ class LayerMetricsComputer:
         self.norm_method = norm_method
         self.exact_max_dim = int(exact_max_dim)
         self.krylov_dim = int(krylov_dim)
-        self.norm_batch = max(1, int(norm_batch))
+        self.norm_batch = None if norm_batch is None else max(1, int(norm_batch))
         self.seed = int(seed)
         self.residual_tol = residual_tol
         self._warm: dict[tuple[int, int, int], torch.Tensor] = {}  # (layer, n, dim) → (n, dim)
@@ -506,8 +512,9 @@ class LayerMetricsComputer:
                 return ((U @ W) * (dp * dp)) @ WT  # W D² Wᵀ U
 
         parts = []
-        for s0 in range(0, B, self.norm_batch):  # bounds the Lanczos basis to norm_batch × krylov_dim × dim
-            s1 = min(s0 + self.norm_batch, B)
+        batch = self.norm_batch or max(1, NORM_BATCH_BYTES // ((self.krylov_dim + 1) * dim * dphi.element_size()))
+        for s0 in range(0, B, batch):  # bounds the Lanczos basis to batch × krylov_dim × dim
+            s1 = min(s0 + batch, B)
             V0 = self._start_vectors(layer, n, dim, start + s0, start + s1, dphi)
             if method == "lanczos":
                 res = batched_lanczos_top(
