@@ -220,26 +220,22 @@ class LossProblem:
         """``(H − G) V`` in one pass: the R-operator pass with the criterion term ``δ̇_L = Hℓ ż_L``
         left out (the backward is linear in its seeds, and what ``δ̇_L`` alone contributes is
         exactly the Gauss–Newton product). Counts ``b`` products; ``V`` ``(P, b)`` → ``(P, b)``."""
-        theta = self._check_theta(theta)
-        V = self._check_block(V)
-        self.hvp_count += V.shape[1]
-        if V.shape[1] == 0:
-            return V.new_zeros(self.P, 0)
-        if self.method == "func":
-            return self._fused_func(theta, V)[2] - self._ggnvp_func(theta, V)
-        return self._fused(theta, V, gauss_newton=False)[2]
+        return self._product(theta, V, lambda t, W: self._fused(t, W, gauss_newton=False)[2],
+                             lambda t, W: self._fused_func(t, W)[2] - self._ggnvp_func(t, W))
 
     @torch.no_grad()
     def ggnvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """``G V`` with ``G = (1/n) Σ J_nᵀ Hℓ,n J_n`` (closed-form ``Hℓ``); ``V`` ``(P, b)`` → ``(P, b)``."""
+        return self._product(theta, V, self._ggnvp_manual, self._ggnvp_func)
+
+    def _product(self, theta: torch.Tensor, V: torch.Tensor, manual, func) -> torch.Tensor:
+        """A curvature product ``(P, b) → (P, b)`` by ``manual`` (or ``func``), counted."""
         theta = self._check_theta(theta)
         V = self._check_block(V)
         self.hvp_count += V.shape[1]
         if V.shape[1] == 0:
             return V.new_zeros(self.P, 0)
-        if self.method == "func":
-            return self._ggnvp_func(theta, V)
-        return self._ggnvp_manual(theta, V)
+        return (func if self.method == "func" else manual)(theta, V)
 
     # ------------------------------------------------------------------ manual (R-operator) passes
 

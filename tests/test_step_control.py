@@ -25,6 +25,12 @@ CLIMBS = ["model.width=32", "data.size=100", "data.image_size=8", "train.lr=0.5"
           "metrics.layer_metrics=false"]
 
 
+def _trained_steps(cfg, path):
+    train(cfg, path)
+    with open_run(path) as run:
+        return run.steps()
+
+
 def _run_steps(solver, theta, steps):
     infos = []
     for _ in range(steps):
@@ -141,11 +147,9 @@ def test_per_step_certificate_and_refinements(tmp_path):
 
 
 def test_an_unreachable_residual_tolerance_is_recorded_not_hidden(tmp_path):
-    cfg = tiny_config("train.solver=ee", "train.max_steps=4", "metrics.layer_metrics=false",
-                      "eig.residual_tol=1e-14", "eig.warm_iters=2", "eig.max_iters=3")
-    train(cfg, tmp_path / "run")
-    with open_run(tmp_path / "run") as run:
-        s = run.steps()
+    s = _trained_steps(tiny_config("train.solver=ee", "train.max_steps=4", "metrics.layer_metrics=false",
+                                   "eig.residual_tol=1e-14", "eig.warm_iters=2", "eig.max_iters=3"),
+                       tmp_path / "run")
     assert (s["eig_resid"] > 1e-14).all()  # the cap was reached: the residual says so
     # at most the cap per call: eig.max_iters cold, eig.warm_iters warm, and per rejection
     assert (s["eig_iters"] <= np.where(s["step"] == 0, 3, 2) + 2 * s["ee_rejections"]).all()

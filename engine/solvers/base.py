@@ -211,12 +211,22 @@ class Solver:
         _, _, HV = tracker.problem.grad_and_hvp(low, tracker.current_block(low))
         return loss, grad, HV
 
+    # scalar state of a subclass, saved as float64 tensors when set: {state key: attribute}
+    STATE_SCALARS: dict[str, str] = {}
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything that decides the rest of the trajectory, as tensors (for checkpoints and
         resume): taken after :meth:`step` from θ_s, it continues the run from θ_{s+1}."""
-        return {**self.tracker.state_dict(), "solver_steps": torch.tensor(self.steps_taken, dtype=torch.int64)}
+        state = {**self.tracker.state_dict(), "solver_steps": torch.tensor(self.steps_taken, dtype=torch.int64)}
+        for key, attr in self.STATE_SCALARS.items():
+            if getattr(self, attr) is not None:
+                state[key] = torch.tensor(getattr(self, attr), dtype=torch.float64)
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.tracker.load_state_dict(state)
         if "solver_steps" in state:
             self.steps_taken = int(state["solver_steps"])
+        for key, attr in self.STATE_SCALARS.items():
+            if key in state:
+                setattr(self, attr, float(state[key]))

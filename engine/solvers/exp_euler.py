@@ -107,6 +107,7 @@ def _stiff(values: torch.Tensor, vectors: torch.Tensor | RitzVectors) -> RitzVec
 
 class ExponentialEuler(Solver):
     name = "ee"
+    STATE_SCALARS = {"ee_tau_next": "tau_next"}  # the controller's proposal for the next step
 
     def __init__(self, problem: LossProblem, tracker: EigTracker, lr: float, *,
                  warmup_iters: int = 0, warmup_factor: float = 1.0, tol: float = 1e-2,
@@ -177,17 +178,6 @@ class ExponentialEuler(Solver):
                         rejections=rejections, error_estimate=err,
                         **spectrum_fields(result, theta.dtype, iterations))
         return new_theta, info
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        if self.tau_next is not None:
-            state["ee_tau_next"] = torch.tensor(self.tau_next, dtype=torch.float64)
-        return state
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        if "ee_tau_next" in state:
-            self.tau_next = float(state["ee_tau_next"])
 
 
 class _LocalModel:

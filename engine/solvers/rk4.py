@@ -14,6 +14,7 @@ from engine.solvers.base import EigTracker, Solver, StepInfo, spectrum_fields
 
 class RK4Flow(Solver):
     name = "rk4"
+    STATE_SCALARS = {"rk4_lambda1": "lambda1"}  # the λ1 of the last spectrum step (eig.every)
 
     def __init__(self, problem: LossProblem, tracker: EigTracker, lr: float, *, alpha: float = 0.1,
                  eig_every: int = 1) -> None:
@@ -43,17 +44,6 @@ class RK4Flow(Solver):
         info = StepInfo(loss=float(loss), grad_norm=float(k1.norm()), step_size=tau,
                         eigenvalues=spectrum.pop("eigenvalues", None), accuracy=accuracy, **spectrum)
         return new_theta, info
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        if self.lambda1 is not None:
-            state["rk4_lambda1"] = torch.tensor(self.lambda1, dtype=torch.float64)
-        return state
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        if "rk4_lambda1" in state:
-            self.lambda1 = float(state["rk4_lambda1"])
 
 
 def rk4_step(problem: LossProblem, theta: torch.Tensor, tau: float, k1: torch.Tensor | None = None) -> torch.Tensor:
