@@ -30,9 +30,13 @@ def test_gd_run_records_every_step_and_snapshots(tmp_path):
         assert np.isnan(s["lambda_H_1"][1])
         assert np.all(np.diff(s["hvp_count"]) >= 0)
         assert list(run.snapshot_steps()) == [10, 20, 29]  # end of transient, every 10, last
-        snap = run.snapshot_at(20)
+        # dice-quick: a cheap snapshot (no λ(H−G)) between full ones; the first and the last are full
+        assert run.snapshot_at(20)["snapshot_full"] == 0 and "lambda_HmG1" not in run.snapshot_at(20)
+        assert run.snapshot_at(10)["snapshot_full"] == 1
+        snap = run.snapshot_at(29)
+        assert snap["snapshot_full"] == 1
         L = cfg["model"]["depth"]
-        for name in ["lambda_G1", "lambda_HmG1", "overlap_ratio", "EK2", "a_L"] + [
+        for name in ["lambda_G1", "lambda_HmG1", "lambda_HmG_mag", "overlap_ratio", "EK2", "a_L"] + [
             f"{q}_{i}" for i in range(1, L + 1) for q in ("EK2_layer", "P", "m", "kappa")
         ] + [f"{q}_{i}" for i in range(1, L) for q in ("s", "r")]:
             assert name in snap, name
