@@ -179,12 +179,12 @@ class Trainer:
                         message = (f"reached target loss {self.target_loss:g}" if done else
                                    f"reached max_time_s={tr['max_time_s']:g}" if out_of_time else
                                    f"reached max_steps={tr['max_steps']}")
-                        self._snapshot(writer, step, theta, last=True)
+                        self._snapshot(writer, step, theta, (new_theta, t + info.step_size), last=True)
                         break
                     if self.is_snapshot_step(step):
-                        self._snapshot(writer, step, theta)
+                        self._snapshot(writer, step, theta, (new_theta, t + info.step_size))
                     elif step == 0:
-                        self._checkpoint(writer, step, theta)
+                        self._checkpoint(writer, step, theta, (new_theta, t + info.step_size))
                     theta = new_theta
                     t += info.step_size
             except (NonFiniteError, StepSizeError) as exc:  # a NaN/inf product, or no acceptable step
@@ -252,17 +252,22 @@ class Trainer:
             row["ee_err"] = info.error_estimate
         return row
 
-    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor, *, last: bool = False) -> None:
+    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor, after: tuple, *,
+                  last: bool = False) -> None:
         if step in self._snapshotted:
             return
         full = last or len(self._snapshotted) % self.cfg["metrics"]["full_every"] == 0
         self._snapshotted.add(step)
         writer.append_snapshot(step, self.snapshots.compute(theta, full=full))
-        self._checkpoint(writer, step, theta)
+        self._checkpoint(writer, step, theta, after)
 
-    def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
+    def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor, after: tuple) -> None:
+        """``theta`` = θ_s (what row and snapshot ``s`` describe); the solver state is the one
+        after step ``s``, which continues the run from ``theta_next`` = θ_{s+1} at ``t_next``."""
         state = {k: v.detach().cpu() for k, v in self.solver.state_dict().items()}
-        writer.save_checkpoint(step, {"theta": theta.detach().cpu(), **state})
+        theta_next, t_next = after
+        writer.save_checkpoint(step, {"theta": theta.detach().cpu(), "theta_next": theta_next.detach().cpu(),
+                                      "t_next": torch.tensor(t_next, dtype=torch.float64), **state})
 
 
 def train(cfg: dict, run_dir: Path | str, *, on_step: Callable[[dict], None] | None = None,

@@ -193,3 +193,22 @@ def test_new_settings_are_validated(setting):
 
     with pytest.raises(ConfigError, match=setting.split("=")[0]):
         tiny_config(setting)
+
+
+def test_a_checkpoint_continues_the_recorded_trajectory(tmp_path):
+    """A checkpoint holds θ_s, θ_{s+1}, t_{s+1} and the solver state after step s: a fresh solver
+    loaded from it reproduces the recorded rows s+1, s+2, ... (loss, τ, t) to 1e-10."""
+    cfg = tiny_config("train.solver=ee", "train.max_steps=16", "metrics.layer_metrics=false")
+    steps = _trained_steps(cfg, tmp_path / "run")
+    with open_run(tmp_path / "run") as run:
+        ckpt = run.checkpoint(10)
+    trainer = Trainer(cfg, "/nonexistent")
+    solver = make_solver(cfg, trainer.problem, trainer.num_eigs)
+    solver.load_state_dict({k: v for k, v in ckpt.items() if k not in ("theta", "theta_next", "t_next")})
+    theta, t = ckpt["theta_next"], float(ckpt["t_next"])
+    for s in range(11, 16):
+        assert t == pytest.approx(steps["t"][s], rel=1e-12)
+        theta, info = solver.step(theta)
+        assert info.loss == pytest.approx(steps["loss"][s], rel=1e-10)
+        assert info.step_size == pytest.approx(steps["tau"][s], rel=1e-10)
+        t += info.step_size
