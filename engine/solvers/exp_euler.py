@@ -110,8 +110,8 @@ class ExponentialEuler(Solver):
     STATE_SCALARS = {"ee_tau_next": "tau_next"}  # the controller's proposal for the next step
 
     def __init__(self, problem: LossProblem, tracker: EigTracker, lr: float, *,
-                 warmup_iters: int = 0, warmup_factor: float = 1.0, tol: float = 1e-2,
-                 max_rejections: int = 30, order: int = 1) -> None:
+                 warmup_iters: int = 0, warmup_factor: float = 1.0, tol: float = 0.1,
+                 max_rejections: int = 30, order: int = 2) -> None:
         super().__init__(problem, tracker, lr)
         if tracker.num < 2:
             raise ValueError("exponential Euler needs at least k+1 = 2 eigenpairs")
