@@ -8,9 +8,10 @@ import numpy as np
 from app_fixtures import ee_run, runs_root, screen_text, settle  # noqa: F401 - fixtures
 from engine.store import RunWriter, open_run
 from eos_tui.app import build_app
-from eos_tui.app.figures import UNCONVERGED, curvature_figure, layer_figure, sharpness_figure, stepsize_figure
+from eos_tui.app.figures import curvature_figure, layer_figure, sharpness_figure, stepsize_figure
 from eos_tui.app.reader import poll_once
 from eos_tui.app.series import RunData
+from eos_tui.app.widgets.plot import UNCONVERGED, build_plot
 
 SIZE = (160, 48)
 
@@ -46,20 +47,23 @@ def test_unconverged_points_are_drawn_hollow(tmp_path):
     data = _data(tmp_path / "c")
 
     fig = curvature_figure(data, None, "step")
-    hollow = [ln for ln in fig.lines if ln.marker == UNCONVERGED]
-    assert [ln.label for ln in hollow] == ["λ1(G) unconverged", "overlap ρ (right) unconverged"]
-    assert np.isfinite(hollow[0].y).sum() == 1 and hollow[0].y[1] == 3.0  # only the step-2 point
-    solid = next(ln for ln in fig.lines if ln.label == "λ1(G)")
-    assert np.isnan(solid.y[1]) and np.isfinite(solid.y[[0, 2]]).all()
+    flags = {ln.label: ln.converged for ln in fig.lines}
+    assert flags["λ1(G)"].tolist() == [True, False, True]  # the step-2 snapshot did not converge
+    assert flags["overlap ρ (right)"].tolist() == [True, False, True]  # ρ = λ1(G)/E‖K‖²
+    assert flags["λ1(H−G)"].all()
+    text, _ = build_plot(fig, 100, 20)
+    assert UNCONVERGED in text.plain and "λ1(G) unconverged" in text.plain
 
     sharp = sharpness_figure(data, None, "step", extra_eigs=False)
-    marked = [ln for ln in sharp.lines if ln.marker == UNCONVERGED]
-    assert len(marked) == 1 and np.isfinite(marked[0].y).sum() == 1  # step 3 (residual 0.5 > 0.01)
-    assert not any(ln.marker == UNCONVERGED for ln in layer_figure(data, None, "step", 1).lines)
+    lam = next(ln for ln in sharp.lines if ln.label == "λ1(H)")
+    assert lam.converged.tolist() == [True, True, True, False, True, True]  # step 3: residual 0.5 > 0.01
+    assert UNCONVERGED in build_plot(sharp, 100, 20)[0].plain
+    layer = layer_figure(data, None, "step", 1)
+    assert all(ln.converged is None or ln.converged.all() for ln in layer.lines)
 
     step = stepsize_figure(data, None)
-    labels = [ln.label for ln in step.lines]
-    assert "local error (right)" in labels and "after a rejection" in labels and step.ylog
+    assert "local error (right)" in [ln.label for ln in step.lines] and step.ylog
+    assert "local error estimate" in step.title
 
 
 async def test_metrics_screen_shows_residuals_and_flags(tmp_path):

@@ -11,7 +11,6 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from ..estimates import fmt_num
-from ..figures import snap_view
 from ..series import RunData
 from .base import SizedScreen
 
@@ -66,7 +65,7 @@ class MetricsScreen(SizedScreen):
         if key == self._shown:
             return
         self._shown = key
-        s = snap_view(self.data, stop)
+        s = self.data.view(stop).snaps
         steps = s.get("step", np.empty(0))
         title = self.query_one("#title", Static)
         g = self.query_one("#global", DataTable)
@@ -74,11 +73,11 @@ class MetricsScreen(SizedScreen):
         g.clear()
         t.clear()
         if len(steps) == 0:
-            title.update(f"{self.data.name}: no snapshot yet")
+            title.update(Text(f"{self.data.name}: no snapshot yet"))
             return
         kind = {1.0: "full", 0.0: "cheap: no λ(H−G)"}.get(float(s.get("snapshot_full", [np.nan])[-1]), "")
-        title.update(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)"
-                     + (f", {kind}" if kind else "") + "; ○ = not converged to its tolerance")
+        title.update(Text(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)"
+                          + (f", {kind}" if kind else "") + "; ○ = not converged to its tolerance"))
 
         def last(name: str) -> float:
             col = s.get(name)
