@@ -40,9 +40,14 @@ def metrics_table(run) -> tuple[list[str], dict[str, np.ndarray]]:
     return columns, merged
 
 
-def _cell(value) -> str:
+FLAG_SUFFIX = "_converged"  # certificate flags (1/0, empty where not computed): written as integers
+
+
+def _cell(value, flag: bool = False) -> str:
     if isinstance(value, (float, np.floating)):
-        return "" if math.isnan(value) else repr(float(value))
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if flag else repr(float(value))
     return str(int(value)) if isinstance(value, (np.integer, int)) else str(value)
 
 
@@ -57,13 +62,21 @@ def export_run(run_dir: Path, fmt: str = "csv", out: Path | None = None) -> Path
         with open(out, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
+            flags = [c.endswith(FLAG_SUFFIX) for c in columns]
             for i in range(len(data["step"])):
-                writer.writerow([_cell(data[c][i]) for c in columns])
+                writer.writerow([_cell(data[c][i], flag) for c, flag in zip(columns, flags)])
         return out
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("parquet export needs pyarrow: pip install pyarrow (or use --format csv)") from None
-    pq.write_table(pa.table({c: data[c] for c in columns}), out)
+    def _array(name):
+        if name.endswith(FLAG_SUFFIX):
+            values = data[name]
+            missing = np.isnan(values)
+            return pa.array(np.where(missing, 0, values).astype(np.int8), mask=missing)
+        return data[name]
+
+    pq.write_table(pa.table({c: _array(c) for c in columns}), out)
     return out

@@ -60,6 +60,7 @@ from engine.errors import ConfigError
 from engine.model import Intermediates, MLPSpec, forward_intermediates, unflatten
 
 NORM_METHODS = ("auto", "exact", "lanczos", "power")
+NORM_BATCH_BYTES = 256 * 2**20  # the per-sample Lanczos bases of one batch fit in this
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class BatchedEig:
     vectors: torch.Tensor | None  # (B, d) unit top Ritz vectors (None for the exact method)
     iterations: torch.Tensor  # (B,) int64, operator products per sample (0: exact)
     converged: torch.Tensor  # (B,) bool
+    residuals: torch.Tensor | None = None  # (B,) relative residual ‖Mv − θv‖/θ of each pair (0: exact)
 
 
 def _should_check(k: int) -> bool:
@@ -135,14 +137,17 @@ def batched_lanczos_top(
     max_iters: int,
     krylov_dim: int = 64,
     generator: torch.Generator | None = None,
+    residual_tol: float | None = None,
 ) -> BatchedEig:
     """Top eigenvalue of ``B`` symmetric PSD operators at once, by Lanczos with full reorthogonalization.
 
     ``op(aux_b, U)`` applies the operators of the samples whose per-sample data is ``aux_b``
     (rows of ``aux``) to ``U`` ``(b, d)``. ``V0`` ``(B, d)``: start vectors (warm start).
     Per sample, stops when the top Ritz value changed by at most ``tol`` relative between two
-    consecutive checks (:func:`_should_check`), when the Krylov space is the whole space, or after
-    ``max_iters`` products (then ``converged`` is False). Finished samples are dropped from the
+    consecutive checks (:func:`_should_check`), or (``residual_tol``) when its relative residual
+    ``‖M v − θ v‖/θ = β_k |s_k|/θ`` is at most ``residual_tol``, when the Krylov space is the whole
+    space, or after ``max_iters`` products (then ``converged`` is False). ``residuals`` holds
+    each sample's final relative residual. Finished samples are dropped from the
     batch once a quarter of it has finished. Restarts from the top Ritz vector after
     ``krylov_dim`` steps. ``iterations`` counts the products spent on each sample.
     """
@@ -155,6 +160,7 @@ def batched_lanczos_top(
     vectors = V0.clone()
     iterations = torch.zeros(B, dtype=torch.int64)
     converged = torch.zeros(B, dtype=torch.bool)
+    residuals = torch.zeros(B, dtype=dtype, device=device)
 
     def _random(b: int) -> torch.Tensor:
         return torch.randn(b, d, dtype=torch.float64, generator=generator).to(dtype=dtype, device=device)
@@ -176,7 +182,7 @@ def batched_lanczos_top(
     cycles = 0
     while True:  # one Lanczos cycle, (re)started from v
         b = active.numel()
-        Q = torch.empty(b, kmax + 1, d, dtype=dtype, device=device)
+        Q = torch.empty(b, min(kmax, 8) + 1, d, dtype=dtype, device=device)  # grows as needed
         alpha = torch.zeros(b, kmax, dtype=dtype, device=device)
         beta = torch.zeros(b, kmax, dtype=dtype, device=device)
         Q[:, 0] = v
@@ -202,14 +208,23 @@ def batched_lanczos_top(
                 if k > 1:
                     off = beta[rows, : k - 1]
                     T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-                theta_k = torch.linalg.eigvalsh(T)[:, -1]
-                ok = (theta_k - prev[rows]).abs() <= tol * theta_k.abs()  # NaN prev (first check) → False
+                if residual_tol is None:
+                    theta_k = torch.linalg.eigvalsh(T)[:, -1]
+                    ok = (theta_k - prev[rows]).abs() <= tol * theta_k.abs()  # NaN prev (first check) → False
+                else:  # also stop at a relative residual β_k |s_k| / θ within residual_tol
+                    evals, evecs = torch.linalg.eigh(T)
+                    theta_k = evals[:, -1]
+                    small = bk[rows] * evecs[:, -1, -1].abs() <= residual_tol * theta_k.abs()
+                    ok = ((theta_k - prev[rows]).abs() <= tol * theta_k.abs()) | small
                 done = ok | full
                 finish = torch.ones_like(done) if out_of_budget else done
                 prev[rows] = theta_k
                 need = torch.ones_like(finish) if cycle_end else finish  # rows whose Ritz vector is needed
                 if bool(need.any()):
                     S = torch.linalg.eigh(T[need])[1][:, :, -1]
+                    # relative residual of the top Ritz pair: β_k |s_k| / θ (0 if T holds the whole space)
+                    res_need = (torch.zeros_like(theta_k[need]) if full else
+                                bk[rows[need]] * S[:, -1].abs() / theta_k[need].abs().clamp_min(tiny))
                     vec = torch.bmm(S.unsqueeze(1), Q[rows[need], :k]).squeeze(1)
                     vec = vec / vec.norm(dim=1, keepdim=True)
                     ritz = torch.zeros(b, d, dtype=dtype, device=device)
@@ -221,10 +236,14 @@ def batched_lanczos_top(
                     vectors[idx] = ritz[fr]
                     iterations[idx] = total
                     converged[idx] = done[finish]
+                    resid_rows = torch.zeros(rows.shape[0], dtype=dtype, device=device)
+                    resid_rows[need] = res_need
+                    residuals[idx] = resid_rows[finish]
                     live[fr] = False
                 n_live = int(live.sum())
                 if n_live == 0:
-                    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged)
+                    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged,
+                                      residuals=residuals)
                 if cycle_end:
                     keep = live
                     v = ritz[keep]
@@ -236,6 +255,9 @@ def batched_lanczos_top(
                     active, aux_a, prev, live = active[keep], aux_a[keep], prev[keep], live[keep]
                     Q, alpha, beta, w, bk = Q[keep], alpha[keep], beta[keep], w[keep], bk[keep]
                     b = active.numel()
+            if k >= Q.shape[1]:  # room for the next Lanczos vector (a warm start rarely needs it)
+                Q = torch.cat([Q, torch.empty(Q.shape[0], min(Q.shape[1], kmax + 1 - Q.shape[1]), d,
+                                              dtype=dtype, device=device)], 1)
             # next Lanczos vector; on (near) breakdown the Krylov space is invariant (T_k's
             # eigenvalues are exact): continue with a random direction orthogonal to it
             scale = alpha[:, k - 1].abs() + (beta[:, k - 2] if k > 1 else 0.0)
@@ -253,7 +275,8 @@ def batched_lanczos_top(
         if not restart:
             break
         cycles += 1
-    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged)
+    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged,
+                      residuals=residuals)
 
 
 def batched_power_top(
@@ -277,6 +300,7 @@ def batched_power_top(
     vectors = V0.clone()
     iterations = torch.zeros(B, dtype=torch.int64)
     converged = torch.zeros(B, dtype=torch.bool)
+    residuals = torch.zeros(B, dtype=dtype, device=device)
     v = V0.clone()
     norms = v.norm(dim=1)
     bad = (norms <= 0) | ~torch.isfinite(norms)
@@ -296,6 +320,9 @@ def batched_power_top(
         sel = ok if it < max_iters else torch.ones_like(ok)
         if bool(sel.any()):
             idx = active[sel]
+            # ‖Av − λv‖² = ‖Av‖² − λ² for a unit v with λ = vᵀAv
+            res = (wn[sel, 0] ** 2 - lam[sel] ** 2).clamp_min(0).sqrt()
+            residuals[idx] = torch.where(lam[sel] > 0, res / lam[sel].clamp_min(torch.finfo(dtype).tiny), res)
             values[idx] = torch.clamp(lam[sel], min=0.0)
             vectors[idx] = v_next[sel]
             iterations[idx] = it
@@ -305,7 +332,8 @@ def batched_power_top(
             if active.numel() == 0:
                 break
         v, prev = v_next, lam
-    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged)
+    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged,
+                      residuals=residuals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,6 +359,9 @@ class LayerMetrics:
     norm_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # max per sample
     norm_mean_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0))
     norm_converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # all samples converged
+    # the certificate of s_i (stored as s_i_resid): the largest relative residual ‖Mv − θv‖/θ of
+    # the per-sample top Ritz pairs of layer i (0 on the exact route)
+    norm_residual: np.ndarray = field(default_factory=lambda: np.zeros(0))
     per_sample: dict[str, np.ndarray] | None = None  # see LayerMetricsComputer.compute(keep_per_sample=True)
 
     @property
@@ -351,6 +382,8 @@ class LayerMetrics:
         ):
             for j, v in enumerate(np.asarray(arr).tolist()):
                 out[f"{name}_{j + 1}"] = float(v)
+        for j, v in enumerate(np.asarray(self.norm_residual).tolist()):
+            out[f"s_{j + 1}_resid"] = float(v)
         return out
 
     def five_factor_product(self, i: int) -> float:
@@ -376,7 +409,11 @@ class LayerMetricsComputer:
     ``power_tol``/``power_max_iters``: per-sample stopping rule of the iterative methods (relative
     change of the top Ritz value; products per sample). ``krylov_dim``: Lanczos restart length.
     ``norm_batch``: at most this many samples iterate together (memory of the Lanczos basis:
-    ``norm_batch × (krylov_dim + 1) × d_i`` numbers), independently of ``chunk_size``.
+    ``norm_batch × (krylov_dim + 1) × d_i`` numbers), independently of ``chunk_size``; ``None``:
+    as many as keep that basis within :data:`NORM_BATCH_BYTES` (fewer, larger batches spend less
+    time in Python per product).
+    ``residual_tol``: Lanczos also stops a sample once its relative residual is at most this
+    (the snapshot passes ``metrics.eig_tol``: the certificate it records); ``None``: change rule only.
     ``seed``: the random cold-start vectors.
     """
 
@@ -391,8 +428,9 @@ class LayerMetricsComputer:
         norm_method: str = "auto",
         exact_max_dim: int = 64,
         krylov_dim: int = 80,
-        norm_batch: int = 512,
+        norm_batch: int | None = None,
         seed: int = 0,
+        residual_tol: float | None = None,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1 or None, got {chunk_size}")
@@ -408,8 +446,9 @@ class LayerMetricsComputer:
         self.norm_method = norm_method
         self.exact_max_dim = int(exact_max_dim)
         self.krylov_dim = int(krylov_dim)
-        self.norm_batch = max(1, int(norm_batch))
+        self.norm_batch = None if norm_batch is None else max(1, int(norm_batch))
         self.seed = int(seed)
+        self.residual_tol = residual_tol
         self._warm: dict[tuple[int, int, int], torch.Tensor] = {}  # (layer, n, dim) → (n, dim)
         self._gen = torch.Generator().manual_seed(self.seed)
 
@@ -457,7 +496,8 @@ class LayerMetricsComputer:
                 M = dphi.unsqueeze(2) * G.unsqueeze(0) * dphi.unsqueeze(1)
             M = 0.5 * (M + M.transpose(1, 2))
             vals = _top_eigvalsh(M)
-            return BatchedEig(vals, None, torch.zeros(B, dtype=torch.int64), torch.ones(B, dtype=torch.bool))
+            return BatchedEig(vals, None, torch.zeros(B, dtype=torch.int64), torch.ones(B, dtype=torch.bool),
+                              torch.zeros(B, dtype=vals.dtype, device=vals.device))
         if side == "in":
             dim = W.shape[1]
 
@@ -472,13 +512,14 @@ class LayerMetricsComputer:
                 return ((U @ W) * (dp * dp)) @ WT  # W D² Wᵀ U
 
         parts = []
-        for s0 in range(0, B, self.norm_batch):  # bounds the Lanczos basis to norm_batch × krylov_dim × dim
-            s1 = min(s0 + self.norm_batch, B)
+        batch = self.norm_batch or max(1, NORM_BATCH_BYTES // ((self.krylov_dim + 1) * dim * dphi.element_size()))
+        for s0 in range(0, B, batch):  # bounds the Lanczos basis to batch × krylov_dim × dim
+            s1 = min(s0 + batch, B)
             V0 = self._start_vectors(layer, n, dim, start + s0, start + s1, dphi)
             if method == "lanczos":
                 res = batched_lanczos_top(
                     op, dphi[s0:s1], V0, tol=self.power_tol, max_iters=self.power_max_iters,
-                    krylov_dim=self.krylov_dim, generator=self._gen,
+                    krylov_dim=self.krylov_dim, generator=self._gen, residual_tol=self.residual_tol,
                 )
             else:
                 res = batched_power_top(
@@ -493,6 +534,7 @@ class LayerMetricsComputer:
             vectors=None,
             iterations=torch.cat([p.iterations for p in parts]),
             converged=torch.cat([p.converged for p in parts]),
+            residuals=torch.cat([p.residuals for p in parts]),
         )
 
     # -- main entry ----------------------------------------------------------------------------
@@ -528,6 +570,7 @@ class LayerMetricsComputer:
         iters_max = np.zeros(max(L - 1, 0), dtype=np.int64)
         iters_sum = np.zeros(max(L - 1, 0), dtype=np.float64)
         conv_all = np.ones(max(L - 1, 0), dtype=bool)
+        resid_max = np.zeros(max(L - 1, 0))
         per: dict[str, list] = {k: [] for k in ("K2", "K2_layer", "A2", "J2", "x2p1", "ratio")}
 
         for start in range(0, n, chunk):
@@ -554,6 +597,7 @@ class LayerMetricsComputer:
                 iters_max[i] = max(iters_max[i], int(it.max()))
                 iters_sum[i] += float(it.sum())
                 conv_all[i] &= bool(res.converged.all())
+                resid_max[i] = max(resid_max[i], float(res.residuals.max()))
 
             K2_layer = A2 * x2p1
             sum_K2 += K2.to(f64).sum().cpu()
@@ -595,5 +639,6 @@ class LayerMetricsComputer:
             norm_iterations=iters_max,
             norm_mean_iterations=iters_sum / n,
             norm_converged=conv_all,
+            norm_residual=resid_max,
             per_sample=per_sample,
         )

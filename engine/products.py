@@ -47,6 +47,8 @@ units: ~2 GB in float64), plus the ``(b, P)`` output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from engine.criteria import Criterion
@@ -54,6 +56,24 @@ from engine.errors import ConfigError
 from engine.model import MLPSpec, activation, activation_derivative, forward, unflatten
 
 METHODS = ("manual", "func")
+# the primal pass of the last θ (6 arrays of n × d per layer) is kept while it fits in this many
+# bytes; above it (very large n·width) every call recomputes it
+PRIMAL_CACHE_BYTES = 512 * 2**20
+
+
+@dataclass
+class _Primal:
+    """One chunk's primal pass: layer inputs ``x_{i-1}``, ``φ'(z_i)``, ``φ''(z_i)``, ``δ_i``,
+    ``δ_i W_i``, the criterion Hessian, the summed loss and the correct predictions."""
+
+    xs: list
+    dphis: list
+    d2phis: list
+    deltas: list
+    gxs: list
+    hess: torch.Tensor
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
 
 
 def activation_second_derivative(name: str, z: torch.Tensor) -> torch.Tensor:
@@ -105,6 +125,7 @@ class LossProblem:
         # training accuracy at the θ of the latest gradient pass (manual method), read by the
         # solvers right after their first pass at a step's θ: saves a separate forward pass
         self.last_accuracy: float | None = None
+        self._primal_cache: tuple[torch.Tensor, list[_Primal]] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -195,93 +216,127 @@ class LossProblem:
         return self._fused(theta, V)
 
     @torch.no_grad()
+    def residual_hvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """``(H − G) V`` in one pass: the R-operator pass with the criterion term ``δ̇_L = Hℓ ż_L``
+        left out (the backward is linear in its seeds, and what ``δ̇_L`` alone contributes is
+        exactly the Gauss–Newton product). Counts ``b`` products; ``V`` ``(P, b)`` → ``(P, b)``."""
+        return self._product(theta, V, lambda t, W: self._fused(t, W, gauss_newton=False)[2],
+                             lambda t, W: self._fused_func(t, W)[2] - self._ggnvp_func(t, W))
+
+    @torch.no_grad()
     def ggnvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """``G V`` with ``G = (1/n) Σ J_nᵀ Hℓ,n J_n`` (closed-form ``Hℓ``); ``V`` ``(P, b)`` → ``(P, b)``."""
+        return self._product(theta, V, self._ggnvp_manual, self._ggnvp_func)
+
+    def _product(self, theta: torch.Tensor, V: torch.Tensor, manual, func) -> torch.Tensor:
+        """A curvature product ``(P, b) → (P, b)`` by ``manual`` (or ``func``), counted."""
         theta = self._check_theta(theta)
         V = self._check_block(V)
         self.hvp_count += V.shape[1]
         if V.shape[1] == 0:
             return V.new_zeros(self.P, 0)
-        if self.method == "func":
-            return self._ggnvp_func(theta, V)
-        return self._ggnvp_manual(theta, V)
+        return (func if self.method == "func" else manual)(theta, V)
 
     # ------------------------------------------------------------------ manual (R-operator) passes
 
-    def _forward(self, layers, tlayers, Xc):
-        """Forward pass, with batched tangents if ``tlayers`` is given.
+    def _primal(self, theta: torch.Tensor, layers) -> list["_Primal"]:
+        """The primal pass of every chunk at ``θ`` (forward, loss, backward of ``∂ℓ/∂z``).
 
-        Returns per layer ``(x_{i-1}, z_i, ż_i, φ'(z_i))``: tangents are ``(b, m, d_i)`` (None
-        without ``tlayers``), ``φ'`` is None for the output layer. ``ẋ_i = φ'(z_i) ż_i`` is not
-        kept (recomputed where needed) so that one tangent tensor per layer stays in memory.
+        Kept for the last ``θ`` while it fits :data:`PRIMAL_CACHE_BYTES`: products at one θ
+        (refinements of the eigenpairs, snapshot eigen-solves, the next step's fused pass after
+        a trial gradient) then pay only for their tangents.
         """
+        cached = self._primal_cache
+        if cached is not None and cached[0].shape == theta.shape and torch.equal(cached[0], theta):
+            return cached[1]
+        primals = [self._primal_chunk(layers, Xc, yc) for Xc, yc in self._chunks()]
+        sizes = sum(self.spec.sizes[:-1]) + sum(self.spec.sizes[1:])
+        if 3 * self.n * sizes * theta.element_size() <= PRIMAL_CACHE_BYTES:
+            self._primal_cache = (theta.clone(), primals)
+        else:
+            self._primal_cache = None
+        return primals
+
+    def _primal_chunk(self, layers, Xc, yc) -> "_Primal":
         name = self.spec.activation
         L = len(layers)
-        x, xd = Xc, None  # ẋ_0 = 0: the input does not depend on θ
-        cache = []
+        xs, dphis, d2phis = [], [], []
+        x = Xc
         for i, (W, bias) in enumerate(layers):
+            xs.append(x)
             z = torch.addmm(bias, x, W.T)
-            zd = None
-            if tlayers is not None:
-                VW, Vb = tlayers[i]
-                zd = torch.matmul(x, VW.mT)  # x V_Wᵀ for every direction: (b, m, d_out)
-                zd += Vb.unsqueeze(1)
-                if xd is not None:
-                    zd += (xd.flatten(0, 1) @ W.T).view_as(zd)
-            dphi = activation_derivative(name, z) if i < L - 1 else None
-            cache.append((x, z, zd, dphi))
             if i < L - 1:
+                dphis.append(activation_derivative(name, z))
+                d2phis.append(activation_second_derivative(name, z))
                 x = activation(name, z)
-                xd = dphi * zd if zd is not None else None
-        return cache
+        loss_sum, delta = self._loss_grad_z(z, yc)  # δ_L = ∂ℓ/∂z_L
+        deltas, gxs = [None] * L, [None] * L
+        for i in range(L - 1, -1, -1):  # δ_{i-1} = φ'(z_{i-1}) ⊙ δ_i W_i
+            deltas[i] = delta
+            if i > 0:
+                gxs[i] = delta @ layers[i][0]
+                delta = dphis[i - 1] * gxs[i]
+        return _Primal(xs, dphis, d2phis, deltas, gxs, self.criterion.hessian(z, yc), loss_sum,
+                       self.criterion.correct(z, yc).sum())
 
-    def _fused(self, theta: torch.Tensor, V: torch.Tensor | None):
-        """Loss, gradient and (if ``V`` is given) ``H V`` by the explicit R-operator pass."""
-        spec, name = self.spec, self.spec.activation
-        layers = unflatten(spec, theta)
+    @staticmethod
+    def _tangents(layers, tlayers, pr: "_Primal") -> list[torch.Tensor]:
+        """Forward tangents ``ż_i`` ``(b, m, d_i)`` of every direction (``ẋ_0 = 0``)."""
+        zds, xd = [], None
+        for i, (W, _) in enumerate(layers):
+            VW, Vb = tlayers[i]
+            zd = torch.matmul(pr.xs[i], VW.mT)  # x V_Wᵀ for every direction: (b, m, d_out)
+            zd += Vb.unsqueeze(1)
+            if xd is not None:
+                zd += (xd.flatten(0, 1) @ W.T).view_as(zd)
+            zds.append(zd)
+            if i < len(layers) - 1:
+                xd = pr.dphis[i] * zd
+        return zds
+
+    def _fused(self, theta: torch.Tensor, V: torch.Tensor | None, gauss_newton: bool = True):
+        """Loss, gradient and (if ``V`` is given) ``H V`` by the explicit R-operator pass
+        (``gauss_newton=False``: ``(H − G) V``, the criterion term ``δ̇_L`` left out)."""
+        layers = unflatten(self.spec, theta)
         L = len(layers)
+        primals = self._primal(theta, layers)
         grad = torch.zeros_like(theta)
-        glayers = unflatten(spec, grad)
+        glayers = unflatten(self.spec, grad)
         tlayers = hlayers = HVt = None
         if V is not None:
             b = V.shape[1]
-            tlayers = unflatten(spec, V.T.contiguous())  # (b, P): each direction contiguous
+            tlayers = unflatten(self.spec, V.T.contiguous())  # (b, P): each direction contiguous
             HVt = torch.zeros(b, self.P, dtype=theta.dtype, device=theta.device)
-            hlayers = unflatten(spec, HVt)
+            hlayers = unflatten(self.spec, HVt)
         loss_total = torch.zeros((), dtype=theta.dtype, device=theta.device)
         correct = torch.zeros((), dtype=torch.int64, device=theta.device)
-        for Xc, yc in self._chunks():
-            cache = self._forward(layers, tlayers, Xc)
-            zL, zdL = cache[-1][1], cache[-1][2]
-            loss_sum, delta = self._loss_grad_z(zL, yc)  # δ_L = ∂ℓ/∂z_L
-            loss_total += loss_sum
-            correct += self.criterion.correct(zL, yc).sum()
-            deltad = None
-            if V is not None:  # δ̇_L = Hℓ ż_L
-                deltad = torch.einsum("mcd,bmd->bmc", self.criterion.hessian(zL, yc), zdL)
-            for i in range(L - 1, -1, -1):
-                x, W = cache[i][0], layers[i][0]
-                if i > 0:
-                    _, z_prev, zd_prev, dphi_prev = cache[i - 1]
-                # layer i: ∇W = δᵀx, ∇b = Σδ;  (HV)_W = δ̇ᵀx + δᵀẋ, (HV)_b = Σδ̇
+        for pr in primals:
+            loss_total += pr.loss_sum
+            correct += pr.correct
+            for i in range(L - 1, -1, -1):  # ∇W = δᵀx, ∇b = Σδ
                 gW, gb = glayers[i]
-                gW.addmm_(delta.T, x)
-                gb += delta.sum(0)
-                if V is not None:
-                    hW, hb = hlayers[i]
-                    hW += torch.matmul(deltad.mT, x)
-                    if i > 0:  # ẋ_{i-1} = φ'(z_{i-1}) ż_{i-1}; ẋ_0 = 0
-                        hW += torch.matmul(delta.T, dphi_prev * zd_prev)
-                    hb += deltad.sum(1)
+                gW.addmm_(pr.deltas[i].T, pr.xs[i])
+                gb += pr.deltas[i].sum(0)
+            if V is None:
+                continue
+            zds = self._tangents(layers, tlayers, pr)
+            deltad = (torch.einsum("mcd,bmd->bmc", pr.hess, zds[-1]) if gauss_newton  # δ̇_L = Hℓ ż_L
+                      else torch.zeros_like(zds[-1]))
+            m = pr.xs[0].shape[0]
+            for i in range(L - 1, -1, -1):
+                # layer i: (HV)_W = δ̇ᵀx + δᵀẋ, (HV)_b = Σδ̇
+                hW, hb = hlayers[i]
+                hW += torch.matmul(deltad.mT, pr.xs[i])
+                if i > 0:  # ẋ_{i-1} = φ'(z_{i-1}) ż_{i-1}; ẋ_0 = 0
+                    hW += torch.matmul(pr.deltas[i].T, pr.dphis[i - 1] * zds[i - 1])
+                hb += deltad.sum(1)
                 if i == 0:
                     break
-                # back to layer i-1: δ_{i-1} = φ' ⊙ δW,  δ̇_{i-1} = φ'' ⊙ ż ⊙ δW + φ' ⊙ (δ̇W + δV_W)
-                gx = delta @ W
-                if V is not None:
-                    gxd = (deltad.flatten(0, 1) @ W).view(b, Xc.shape[0], W.shape[1])
-                    gxd += torch.matmul(delta, tlayers[i][0])
-                    deltad = dphi_prev * gxd + activation_second_derivative(name, z_prev) * zd_prev * gx
-                delta = dphi_prev * gx
+                # back to layer i-1: δ̇_{i-1} = φ'' ⊙ ż ⊙ δW + φ' ⊙ (δ̇W + δV_W)
+                W = layers[i][0]
+                gxd = (deltad.flatten(0, 1) @ W).view(b, m, W.shape[1])
+                gxd += torch.matmul(pr.deltas[i], tlayers[i][0])
+                deltad = pr.dphis[i - 1] * gxd + pr.d2phis[i - 1] * zds[i - 1] * pr.gxs[i]
         n = self.n
         grad /= n
         self.last_accuracy = int(correct) / n
@@ -292,24 +347,22 @@ class LossProblem:
 
     def _ggnvp_manual(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """``G V``: forward tangents ``J V``, ``Hℓ``, then a linear backward of the cotangents."""
-        spec = self.spec
-        layers = unflatten(spec, theta)
+        layers = unflatten(self.spec, theta)
         b = V.shape[1]
-        tlayers = unflatten(spec, V.T.contiguous())
+        tlayers = unflatten(self.spec, V.T.contiguous())
         GVt = torch.zeros(b, self.P, dtype=theta.dtype, device=theta.device)
-        out = unflatten(spec, GVt)
-        for Xc, yc in self._chunks():
-            cache = self._forward(layers, tlayers, Xc)
-            zL, zdL = cache[-1][1], cache[-1][2]
-            u = torch.einsum("mcd,bmd->bmc", self.criterion.hessian(zL, yc), zdL)
+        out = unflatten(self.spec, GVt)
+        for pr in self._primal(theta, layers):
+            u = torch.einsum("mcd,bmd->bmc", pr.hess, self._tangents(layers, tlayers, pr)[-1])
+            m = pr.xs[0].shape[0]
             for i in range(len(layers) - 1, -1, -1):
                 gW, gb = out[i]
-                gW += torch.matmul(u.mT, cache[i][0])
+                gW += torch.matmul(u.mT, pr.xs[i])
                 gb += u.sum(1)
                 if i == 0:
                     break
                 W = layers[i][0]
-                u = cache[i - 1][3] * (u.flatten(0, 1) @ W).view(b, Xc.shape[0], W.shape[1])
+                u = pr.dphis[i - 1] * (u.flatten(0, 1) @ W).view(b, m, W.shape[1])
         GVt /= self.n
         return GVt.T
 

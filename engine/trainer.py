@@ -29,11 +29,12 @@ from engine import blas
 from engine.config import SOLVER_NAMES, num_eigs, stiff_dim
 from engine.criteria import get_criterion
 from engine.data import load_training_set, resolve_data_dir
+from engine.eigensolver import NonFiniteError
 from engine.errors import ConfigError, EosError, RunStoreError
 from engine.model import MLPSpec, init_params
 from engine.products import LossProblem
 from engine.snapshot import SnapshotComputer
-from engine.solvers import make_solver
+from engine.solvers import StepSizeError, make_solver
 from engine.store import RunWriter
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -151,40 +152,44 @@ class Trainer:
             writer.save_training_data(self.data.X.cpu(), self.data.y.cpu(), self.data.indices.cpu())
             theta, t, start = self.theta, 0.0, time.perf_counter()
             loss0 = None
-            for step in range(tr["max_steps"]):
-                command = self._wait_while_paused(writer)
-                if command == "stop":
-                    status, message = "interrupted", "stopped from the control channel"
-                    step -= 1
-                    break
-                new_theta, info = self.solver.step(theta)
-                loss = info.loss
-                if loss0 is None:
-                    loss0 = loss
-                row = self._row(step, t, info, theta, time.perf_counter() - start)
-                writer.append_step(row)
-                if self.on_step:
-                    self.on_step(row)
-                diverged = not math.isfinite(loss) or loss > tr["divergence_factor"] * max(loss0, 1e-30)
-                done = loss <= self.target_loss
-                out_of_time = tr["max_time_s"] and time.perf_counter() - start >= tr["max_time_s"]
-                last = step == tr["max_steps"] - 1
-                if diverged:
-                    status, message = "diverged", f"loss {loss:.4g} at step {step} (started at {loss0:.4g})"
-                    break
-                if done or out_of_time or last:
-                    status = "finished"
-                    message = (f"reached target loss {self.target_loss:g}" if done else
-                               f"reached max_time_s={tr['max_time_s']:g}" if out_of_time else
-                               f"reached max_steps={tr['max_steps']}")
-                    self._snapshot(writer, step, theta)
-                    break
-                if self.is_snapshot_step(step):
-                    self._snapshot(writer, step, theta)
-                elif step == 0:
-                    self._checkpoint(writer, step, theta)
-                theta = new_theta
-                t += info.step_size
+            try:
+                for step in range(tr["max_steps"]):
+                    command = self._wait_while_paused(writer)
+                    if command == "stop":
+                        status, message = "interrupted", "stopped from the control channel"
+                        step -= 1
+                        break
+                    new_theta, info = self.solver.step(theta)
+                    loss = info.loss
+                    if loss0 is None:
+                        loss0 = loss
+                    row = self._row(step, t, info, theta, time.perf_counter() - start)
+                    writer.append_step(row)
+                    if self.on_step:
+                        self.on_step(row)
+                    diverged = not math.isfinite(loss) or loss > tr["divergence_factor"] * max(loss0, 1e-30)
+                    done = loss <= self.target_loss
+                    out_of_time = tr["max_time_s"] and time.perf_counter() - start >= tr["max_time_s"]
+                    last = step == tr["max_steps"] - 1
+                    if diverged:
+                        status, message = "diverged", f"loss {loss:.4g} at step {step} (started at {loss0:.4g})"
+                        break
+                    if done or out_of_time or last:
+                        status = "finished"
+                        message = (f"reached target loss {self.target_loss:g}" if done else
+                                   f"reached max_time_s={tr['max_time_s']:g}" if out_of_time else
+                                   f"reached max_steps={tr['max_steps']}")
+                        self._snapshot(writer, step, theta, (new_theta, t + info.step_size), last=True)
+                        break
+                    if self.is_snapshot_step(step):
+                        self._snapshot(writer, step, theta, (new_theta, t + info.step_size))
+                    elif step == 0:
+                        self._checkpoint(writer, step, theta, (new_theta, t + info.step_size))
+                    theta = new_theta
+                    t += info.step_size
+            except (NonFiniteError, StepSizeError) as exc:  # a NaN/inf product, or no acceptable step
+                status, message = "diverged", f"at step {step}: {exc}"
+                step = -1 if writer.last_step is None else writer.last_step
             self.theta = theta
             writer.log_event(max(step, 0), status, message)
             if self.on_event:
@@ -238,18 +243,30 @@ class Trainer:
             vals = sorted((float(v) for v in info.eigenvalues), key=abs, reverse=True)[: self.num_eigs]
             row["lambda_H"] = [v if v >= 0 else math.nan for v in vals]
             row["neg_eigs"] = sum(v < 0 for v in vals)
+            row["eig_resid"] = info.eig_residual
+            row["eig_iters"] = info.eig_iterations
+            row["eig_refinements"] = info.eig_refinements
+        if info.rejections is not None:
+            row["ee_rejections"] = info.rejections
+            row["ee_err"] = info.error_estimate
         return row
 
-    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
+    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor, after: tuple, *,
+                  last: bool = False) -> None:
         if step in self._snapshotted:
             return
+        full = last or len(self._snapshotted) % self.cfg["metrics"]["full_every"] == 0
         self._snapshotted.add(step)
-        writer.append_snapshot(step, self.snapshots.compute(theta))
-        self._checkpoint(writer, step, theta)
+        writer.append_snapshot(step, self.snapshots.compute(theta, full=full))
+        self._checkpoint(writer, step, theta, after)
 
-    def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
+    def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor, after: tuple) -> None:
+        """``theta`` = θ_s (what row and snapshot ``s`` describe); the solver state is the one
+        after step ``s``, which continues the run from ``theta_next`` = θ_{s+1} at ``t_next``."""
         state = {k: v.detach().cpu() for k, v in self.solver.state_dict().items()}
-        writer.save_checkpoint(step, {"theta": theta.detach().cpu(), **state})
+        theta_next, t_next = after
+        writer.save_checkpoint(step, {"theta": theta.detach().cpu(), "theta_next": theta_next.detach().cpu(),
+                                      "t_next": torch.tensor(t_next, dtype=torch.float64), **state})
 
 
 def _end_run(writer: RunWriter, step: int, status: str, message: str) -> None:

@@ -92,7 +92,7 @@ def _run_selected(selected: list[str], *, quick: bool, json_file: Path | None, c
 
 def bench_command(
     names: Optional[list[str]] = typer.Argument(
-        None, help="Benchmarks to run (default: all): step, stable-solvers, eigensolver, snapshot, ui, plot, scaling."),
+        None, help="Benchmarks to run (default: all): step, stable-solvers, eigensolver, snapshot, stepcontrol, ui, plot, scaling."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes and few repeats: every benchmark in seconds."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results to this JSON file."),
     threads: Optional[int] = typer.Option(

@@ -51,7 +51,8 @@ def _check_result(result: dict, name: str) -> None:
 
 
 def test_names_and_unknown_name():
-    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "ui", "plot", "scaling"]
+    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "stepcontrol", "ui", "plot",
+                             "scaling"]
     assert bench.resolve(None) == bench.names()
     assert bench.resolve(["step", "step", "ui"]) == ["step", "ui"]
     with pytest.raises(ConfigError) as exc:
@@ -113,9 +114,23 @@ def test_eigensolver_quick():
 def test_snapshot_quick_agrees_with_the_paper_route():
     res = bench.run_benchmark("snapshot", quick=True)
     _check_result(res, "snapshot")
-    row = res["tables"][1]["rows"][0]
+    tables = {t["title"].split(" (")[0].split(",")[0]: t for t in res["tables"]}
+    row = tables["agreement"]["rows"][0]
     for key in ("err_EK2", "err_EK2_layer", "err_s", "err_lambda_G1"):
         assert row[key] < 1e-6, key
+    cost = tables["certified snapshot cost"]["rows"][0]
+    assert cost["full_per_step"] > 0 and cost["full_per_grad"] > cost["full_per_step"]
+    run = tables["snapshots over whole runs of the quick presets"]["rows"][0]
+    assert 0 < run["snapshot_fraction"] < 1 and run["snapshots"] >= 2
+
+
+def test_stepcontrol_quick_reports_gaps_and_cost():
+    res = bench.run_benchmark("stepcontrol", quick=True)
+    _check_result(res, "stepcontrol")
+    rows = res["tables"][0]["rows"]
+    assert rows[0]["loss_gap"] == 0 and rows[0]["lambda_gap"] == 0  # the reference against itself
+    default = next(r for r in rows if "default" in r["solver"])
+    assert default["loss_rises"] == 0 and default["s_per_t"] > 0 and default["cost_vs_rk4"] > 0
 
 
 @pytest.mark.slow

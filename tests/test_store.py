@@ -488,3 +488,58 @@ def test_100k_rows_read_back(tmp_path: Path) -> None:
         assert np.isnan(cols["lambda_H_3"]).all() and (cols["neg_eigs"] == 1).all()
         assert len(run.steps(since=n - 11)["step"]) == 10
     print(f"steps() of {n} rows: {elapsed:.3f} s")
+
+
+# ------------------------------------------------------------------------------------------
+# Older stores
+# ------------------------------------------------------------------------------------------
+
+def make_v1_store(path: Path, rows: list[tuple], num_eigs: int = 2, packed: bool = True) -> None:
+    """A run directory whose ``steps`` table has schema 1's layout (before the certificate
+    columns), as eos-tui wrote it until schema 2: 12 scalars, ``lambda_H_1..K``, ``packed``."""
+    make_writer(path, num_eigs=num_eigs).close("finished")
+    conn = sqlite3.connect(path / "metrics.sqlite")
+    lam = [f"lambda_H_{i}" for i in range(1, num_eigs + 1)]
+    conn.execute("DROP TABLE steps")
+    conn.execute("CREATE TABLE steps (step INTEGER PRIMARY KEY, t REAL, loss REAL, accuracy REAL,"
+                 " grad_norm REAL, lr REAL, tau REAL, threshold REAL, wall_s REAL, hvp_count INTEGER,"
+                 " transient INTEGER, neg_eigs INTEGER, " + ", ".join(f"{c} REAL" for c in lam) + ", packed BLOB)")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    for row in rows:
+        blob = np.array([NAN if v is None else v for v in row], dtype="<f8").tobytes() if packed else None
+        conn.execute(f"INSERT INTO steps VALUES ({', '.join('?' * (len(row) + 1))})", (*row, blob))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_schema_1_store_opens_replays_and_exports(tmp_path: Path, packed: bool) -> None:
+    from engine.export import export_run
+
+    rows = [(0, 0.0, 2.0, 0.1, 1.0, 0.1, 0.1, 20.0, 0.5, 14, 1, 0, 9.0, 3.0),
+            (1, 0.1, 1.5, 0.2, 0.9, 0.1, 0.1, 20.0, 0.9, 21, 1, 1, 8.0, None)]
+    make_v1_store(tmp_path / "v1", rows, packed=packed)
+    with open_run(tmp_path / "v1") as run:
+        assert run.step_columns[: len(SCALAR_COLUMNS)] == list(SCALAR_COLUMNS)
+        cols = run.steps()
+        np.testing.assert_array_equal(cols["loss"], [2.0, 1.5])
+        np.testing.assert_array_equal(cols["lambda_H_2"], [3.0, NAN])
+        assert cols["neg_eigs"].tolist() == [0, 1]
+        for name in ("eig_resid", "eig_iters", "eig_refinements", "ee_rejections", "ee_err"):
+            assert np.isnan(cols[name]).all() and len(cols[name]) == 2  # newer than the store
+        part = run.steps(since=0, columns=["eig_resid", "loss"])
+        assert part["step"].tolist() == [1] and np.isnan(part["eig_resid"]).all() and part["loss"][0] == 1.5
+    out = export_run(tmp_path / "v1", "csv", tmp_path / "v1.csv")
+    header, *lines = out.read_text().splitlines()
+    assert "eig_resid" in header.split(",") and len(lines) == 2
+    assert lines[1].split(",")[header.split(",").index("eig_resid")] == ""
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    make_writer(tmp_path / "new").close("finished")
+    conn = sqlite3.connect(tmp_path / "new" / "metrics.sqlite")
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RunStoreError, match="newer eos-tui"):
+        open_run(tmp_path / "new")

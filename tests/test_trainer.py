@@ -30,9 +30,13 @@ def test_gd_run_records_every_step_and_snapshots(tmp_path):
         assert np.isnan(s["lambda_H_1"][1])
         assert np.all(np.diff(s["hvp_count"]) >= 0)
         assert list(run.snapshot_steps()) == [10, 20, 29]  # end of transient, every 10, last
-        snap = run.snapshot_at(20)
+        # dice-quick: a cheap snapshot (no λ(H−G)) between full ones; the first and the last are full
+        assert run.snapshot_at(20)["snapshot_full"] == 0 and "lambda_HmG1" not in run.snapshot_at(20)
+        assert run.snapshot_at(10)["snapshot_full"] == 1
+        snap = run.snapshot_at(29)
+        assert snap["snapshot_full"] == 1
         L = cfg["model"]["depth"]
-        for name in ["lambda_G1", "lambda_HmG1", "overlap_ratio", "EK2", "a_L"] + [
+        for name in ["lambda_G1", "lambda_HmG1", "lambda_HmG_mag", "overlap_ratio", "EK2", "a_L"] + [
             f"{q}_{i}" for i in range(1, L + 1) for q in ("EK2_layer", "P", "m", "kappa")
         ] + [f"{q}_{i}" for i in range(1, L) for q in ("s", "r")]:
             assert name in snap, name
@@ -66,9 +70,14 @@ def test_exponential_euler_records_tau_and_k_plus_one_eigenvalues(tmp_path):
         assert np.allclose(np.diff(s["t"]), s["tau"][:-1])
         lam = np.stack([s[f"lambda_H_{j}"] for j in range(1, 8)], axis=1)
         assert np.isfinite(lam[:, 0]).all()
-        # τ = min(η, 1/|λ_{k+1}|) wherever λ_{k+1} is recorded (positive)
+        # τ ≤ min(η, 1/|λ_{k+1}|) wherever λ_{k+1} is recorded (positive): the cap of the controller
         ok = np.isfinite(lam[:, -1])
-        assert np.allclose(s["tau"][ok], np.minimum(5.0, 1 / lam[ok, -1]))
+        assert np.all(s["tau"][ok] <= np.minimum(5.0, 1 / lam[ok, -1]) * (1 + 1e-12))
+        # every step carries its certificate and its step control
+        assert np.isfinite(s["eig_resid"]).all() and (s["eig_iters"] >= 1).all()
+        assert np.array_equal(s["eig_refinements"], s["eig_iters"] - 1)
+        assert (s["ee_rejections"] >= 0).all() and (s["ee_err"] <= cfg["ee"]["tol"]).all()
+        assert np.all(s["loss"][1:] <= s["loss"][:-1] * (1 + 1e-12))
 
 
 def test_divergence_ends_the_run_cleanly(tmp_path):

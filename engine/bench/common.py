@@ -287,10 +287,16 @@ def random_setup(*, n: int, d0: int = 3072, classes: int = 10, width: int = 512,
 
 def make_ee(setup: Setup, *, k: int, lr: float, tol: float | None = None, max_iters: int | None = None,
             oversample: int = 0, cold_max_iters: int | None = None, problem=None,
-            eig_dtype: torch.dtype | None = None):
+            eig_dtype: torch.dtype | None = None, reference_rule: bool = False,
+            residual_tol: float | None = None):
     """The engine's exponential Euler solver with ``k+1`` tracked eigenpairs (engine defaults
-    from ``engine.config.DEFAULTS`` unless overridden); ``eig_dtype``: the tracker's precision
-    (``eig.dtype``), e.g. float32 products for a float64 trajectory."""
+    from ``engine.config.DEFAULTS`` unless overridden: certified eigenpairs, step-size control);
+    ``eig_dtype``: the tracker's precision (``eig.dtype``), e.g. float32 products for a float64
+    trajectory. ``reference_rule``: the plain exponential Euler step of the reference
+    implementation (``τ = min(η, 1/|λ_{k+1}|)``, no error control, no correction), for comparing
+    the same rule with ``stable-solvers``."""
+    import math
+
     from engine.config import DEFAULTS
     from engine.solvers.base import EigTracker
     from engine.solvers.exp_euler import ExponentialEuler
@@ -301,8 +307,12 @@ def make_ee(setup: Setup, *, k: int, lr: float, tol: float | None = None, max_it
                          tol=eig["tol"] if tol is None else tol,
                          max_iters=eig["warm_iters"] if max_iters is None else max_iters,
                          cold_max_iters=eig["max_iters"] if cold_max_iters is None else cold_max_iters,
-                         residual_tol=eig["residual_tol"] or None)
-    return ExponentialEuler(problem, tracker, lr)
+                         residual_tol=(eig["residual_tol"] or None) if residual_tol is None else residual_tol)
+    ee = DEFAULTS["ee"]
+    if reference_rule:
+        return ExponentialEuler(problem, tracker, lr, tol=math.inf, order=1)
+    return ExponentialEuler(problem, tracker, lr, tol=ee["tol"], max_rejections=ee["max_rejections"],
+                            order=ee["order"])
 
 
 def tier(quick: bool) -> str:

@@ -90,7 +90,8 @@ def trajectory_agreement(setup, *, k: int, lr: float, steps: int, pre_steps: int
     rows = []
     for label, tol in (("engine tol 1e-10 (tight)", 1e-10), ("engine tol 1e-3 (default)", 1e-3)):
         ee = make_ee(setup, k=k, lr=lr, tol=tol, max_iters=tight_iters if tol < 1e-6 else 20,
-                     cold_max_iters=tight_iters)
+                     cold_max_iters=tight_iters, reference_rule=True,
+                     residual_tol=1e-8 if tol < 1e-6 else None)
         theta = theta0.clone()
         for s in range(1, steps + 1):
             theta, info = ee.step(theta)
@@ -112,7 +113,7 @@ def warm_step_times(setup, *, k: int, lr: float, engine_steps: int, peer_steps: 
     from engine.solvers.base import by_magnitude
 
     problem = setup.problem
-    ee = make_ee(setup, k=k, lr=lr, cold_max_iters=cold_max_iters)
+    ee = make_ee(setup, k=k, lr=lr, cold_max_iters=cold_max_iters, reference_rule=True)
     theta = setup.theta0.clone()
     for i in range(settle):
         theta, _ = ee.step(theta)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 
 from engine.products import LossProblem
-from engine.solvers.base import EigTracker, Solver, StepInfo
+from engine.solvers.base import EigTracker, Solver, StepInfo, spectrum_fields
 
 
 class RK4Flow(Solver):
     name = "rk4"
+    STATE_SCALARS = {"rk4_lambda1": "lambda1"}  # the λ1 of the last spectrum step (eig.every)
 
     def __init__(self, problem: LossProblem, tracker: EigTracker, lr: float, *, alpha: float = 0.1,
                  eig_every: int = 1) -> None:
@@ -28,11 +29,11 @@ class RK4Flow(Solver):
                    eig_every=cfg["eig"]["every"])
 
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
-        eigenvalues, iters = None, 0
+        spectrum = {}
         if self.steps_taken % self.eig_every == 0 or self.lambda1 is None:
             loss, k1, HV = self.grad_and_block_product(theta)
             result = self.tracker.update(theta, first_product=HV)
-            eigenvalues, iters = result.values.to(theta.dtype), result.iterations
+            spectrum = spectrum_fields(result, theta.dtype)
             self.lambda1 = float(result.values.abs().max())
         else:
             loss, k1 = self.problem.loss_and_grad(theta)
@@ -41,7 +42,7 @@ class RK4Flow(Solver):
         new_theta = rk4_step(self.problem, theta, tau, k1)
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(k1.norm()), step_size=tau,
-                        eigenvalues=eigenvalues, eig_iterations=iters, accuracy=accuracy)
+                        eigenvalues=spectrum.pop("eigenvalues", None), accuracy=accuracy, **spectrum)
         return new_theta, info
 
 

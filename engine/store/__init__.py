@@ -24,29 +24,36 @@ Layout of ``RUN/``
 
         step INTEGER PRIMARY KEY, t REAL, loss REAL, accuracy REAL, grad_norm REAL, lr REAL,
         tau REAL, threshold REAL, wall_s REAL, hvp_count INTEGER, transient INTEGER,
-        neg_eigs INTEGER, lambda_H_1 REAL, ..., lambda_H_K REAL, packed BLOB
+        neg_eigs INTEGER, eig_resid REAL, eig_iters INTEGER, eig_refinements INTEGER,
+        ee_rejections INTEGER, ee_err REAL, lambda_H_1 REAL, ..., lambda_H_K REAL, packed BLOB
 
       ``K = num_eigs`` is fixed at creation. SQLite cannot store NaN (it becomes NULL), so
       every NaN or missing value is stored as NULL and read back as ``nan``. For eigenvalues
       the two cases stay distinguishable through ``neg_eigs``: the number of top eigenvalues
       recorded as NaN (negative) that step; ``NULL`` when no spectrum was computed. Steps are
       strictly increasing. ``transient = 1`` flags the initial transient (spec section 7):
-      stored, but excluded from :class:`RunSummary`. ``packed`` is a read accelerator
-      redundant with the typed columns: the row's ``12 + K`` values in column order as
+      stored, but excluded from :class:`RunSummary`. ``eig_resid`` .. ``ee_err`` (schema 2) are
+      the certificate of the step's eigenpairs and exponential Euler's step control
+      (``docs/metrics.md`` §2); a store of schema 1 lacks them and reads them as NaN. ``packed`` is a read accelerator
+      redundant with the typed columns: the row's ``17 + K`` values in column order as
       little-endian float64 (NULL -> NaN), so :meth:`Run.steps` decodes 100k rows with one
       ``numpy.frombuffer`` instead of building millions of Python floats. Other tools should
       query the typed columns; rows without a valid ``packed`` fall back to them.
     ``snapshots`` -- long format ``(step INTEGER, name TEXT, value REAL, PRIMARY KEY(step,
       name))``; names as in spec section 7 with 1-based layer suffixes: ``lambda_G1``,
       ``lambda_HmG1``, ``overlap_ratio``, ``EK2``, ``a_L``, ``EK2_layer_1``, ``s_1``, ``r_1``,
-      ``P_1``, ``m_1``, ``kappa_1`` ... NaN is stored as NULL.
+      ``P_1``, ``m_1``, ``kappa_1`` ..., and each eigenvalue's certificate ``lambda_G1_resid``,
+      ``lambda_G1_converged`` ... NaN is stored as NULL.
     ``events`` -- ``(id INTEGER PRIMARY KEY, step INTEGER, wall REAL, kind TEXT, message
       TEXT)``: the run's log lines (``wall`` is unix time, ``step`` may be NULL).
     ``meta`` -- ``(key TEXT PRIMARY KEY, value TEXT)``: ``schema_version``, ``num_eigs``,
       ``created``, ``status``, ``status_message``, ``pid``, ``hostname``, ``heartbeat`` (unix
       time of the writer's last sign of life), ``finished_at`` (ISO, set with a final status).
 ``checkpoints/step_00000100.safetensors``
-    Weight checkpoints (e.g. ``{"theta": flat params, "eigvecs": (P, k)}``), step zero-padded
+    Weight checkpoints (the trainer writes ``theta`` = θ_s, ``theta_next`` = θ_{s+1}, ``t_next``
+    and the solver's ``state_dict()`` after step ``s``: ``eig_block``, ``eig_values``,
+    ``eig_residuals``, ``solver_steps``, ``ee_tau_next`` ..., from which a run continues
+    exactly), step zero-padded
     to 8 digits. Written to a ``*.tmp`` file, fsynced and renamed, so a checkpoint appears
     under its final name only when complete; leftover ``*.tmp`` files are ignored.
 ``data.safetensors``

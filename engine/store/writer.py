@@ -52,6 +52,7 @@ from engine.store.schema import (
 )
 
 _HEARTBEAT_MIN_INTERVAL = 1.0
+_NEG_EIGS = SCALAR_COLUMNS.index("neg_eigs")
 RESERVE_BYTES = 256 * 1024  # far more than the final status and event need
 
 # SQLite primary result codes that mean the file system refused (not a bad store):
@@ -228,8 +229,8 @@ class RunWriter:
             if len(seq) > self.num_eigs:
                 raise ValueError(f"{len(seq)} eigenvalues given, the run records {self.num_eigs}")
             lambdas[: len(seq)] = [None if x != x else x for x in seq]
-            if values[-1] is None:  # neg_eigs defaults to the NaN count of lambda_H
-                values[-1] = sum(1 for x in seq if x != x)
+            if values[_NEG_EIGS] is None:  # neg_eigs defaults to the NaN count of lambda_H
+                values[_NEG_EIGS] = sum(1 for x in seq if x != x)
         for i, name in enumerate(self._lambda_names):
             if name in row:
                 lambdas[i] = real(row[name])

@@ -20,7 +20,7 @@ from .series import RunData
 from .widgets.plot import Line, Panel
 
 __all__ = [
-    "sharpness_figure", "loss_figure", "stepsize_figure", "layer_figure",
+    "step_converged", "sharpness_figure", "loss_figure", "stepsize_figure", "layer_figure",
     "curvature_figure", "factor_rows", "FactorRow", "EIG_COLORS", "TRANSIENT_STEPS",
 ]
 
@@ -32,11 +32,13 @@ def sharpness_figure(data: RunData, stop, xaxis: str, extra_eigs: bool, vline=No
     v, x = rv.steps, rv.x(xaxis)
     lines = []
     k = data.num_eigs if extra_eigs else 1
+    certified = step_converged(data, v)
     for i in range(k, 0, -1):  # draw λ1 last so it is on top
         y = v.get(f"lambda_H_{i}")
         if y is not None:
+            flags = rv.converged(f"lambda_H_{i}")
             lines.append(Line(x, y, f"λ{i}(H)", EIG_COLORS[(i - 1) % len(EIG_COLORS)],
-                              converged=rv.converged(f"lambda_H_{i}")))
+                              converged=certified if flags is None else flags))
     if "threshold" in v:
         lines.append(Line(x, v["threshold"], data.threshold_label, "white", dashed=True))
     title = f"sharpness λ1(H) vs {data.threshold_label}"
@@ -69,8 +71,14 @@ def stepsize_figure(data: RunData, stop, vline=None) -> Panel:
         lines.append(Line(x, v["tau"], "τ taken" if data.solver == "ee" else "η", "yellow"))
     if data.solver == "ee" and "lr" in v:
         lines.append(Line(x, v["lr"], "η max", "gray", dashed=True))
+    err = v.get("ee_err")
+    controlled = data.solver == "ee" and err is not None and bool(np.isfinite(err).any())
+    if controlled:
+        lines.append(Line(x, err, "local error (right)", "cyan", right=True))
     sym = "τ" if data.solver == "ee" else "η"
-    return Panel(title=f"step size {sym} against t", xlabel=XLABEL["t"], lines=lines, vline=vline)
+    title = f"step size {sym} against t" + (" and the local error estimate" if controlled else "")
+    ee = data.solver == "ee"  # τ spans decades under step-size control: log scales
+    return Panel(title=title, xlabel=XLABEL["t"], lines=lines, vline=vline, ylog=ee, ylog_right=ee)
 
 
 def layer_figure(data: RunData, stop, xaxis: str, layer: int, vline=None) -> Panel:
@@ -78,14 +86,15 @@ def layer_figure(data: RunData, stop, xaxis: str, layer: int, vline=None) -> Pan
     s, x = rv.snaps, rv.snap_x(xaxis)
     L = data.depth
     lines = []
-    for name, label, color in (
-        (f"EK2_layer_{layer}", f"E‖K{layer}‖²", "red"),
-        (f"s_{layer}", f"s{layer}", "yellow"),
-        (f"r_{layer}", f"r{layer}", "green"),
-        (f"P_{layer}", f"P^{layer}", "cyan"),
+    certified = rv.converged(f"s_{layer}")  # s_i, and r_i, P^i through it, carry its certificate
+    for name, label, color, flags in (
+        (f"EK2_layer_{layer}", f"E‖K{layer}‖²", "red", None),
+        (f"s_{layer}", f"s{layer}", "yellow", certified),
+        (f"r_{layer}", f"r{layer}", "green", certified),
+        (f"P_{layer}", f"P^{layer}", "cyan", certified),
     ):
         if name in s:
-            lines.append(Line(x, s[name], label, color))
+            lines.append(Line(x, s[name], label, color, converged=flags))
     note = "" if layer < L else f" (layer {L} is the output layer: no s, r; P^{L}=1)"
     return Panel(title=f"layer {layer}/{L} alignment (log){note}", xlabel=XLABEL[xaxis], lines=lines,
                  ylog=True, vline=vline, message="no snapshot yet")
@@ -100,10 +109,25 @@ def curvature_figure(data: RunData, stop, xaxis: str, vline=None) -> Panel:
         ("lambda_HmG1", "λ1(H−G)", "blue", False),
         ("overlap_ratio", "overlap ρ (right)", "green", True),
     ):
-        if name in s:
-            lines.append(Line(x, s[name], label, color, right=right, converged=rv.converged(name)))
+        if name in s:  # (ρ = λ1(G)/E‖K‖² carries λ1(G)'s certificate)
+            flags = rv.converged("lambda_G1" if name == "overlap_ratio" else name)
+            lines.append(Line(x, s[name], label, color, right=right, converged=flags))
     return Panel(title="Gauss–Newton λ1(G), λ1(H−G) and overlap ratio", xlabel=XLABEL[xaxis], lines=lines,
                  vline=vline, message="no snapshot yet")
+
+
+def step_converged(data: RunData, v: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Per step: whether the tracked Ritz pairs met ``eig.residual_tol`` (``eig_resid``); rows
+    without a certificate (no spectrum that step, or an older store) count as converged."""
+    resid = v.get("eig_resid")
+    eig = data.config.get("eig") if isinstance(data.config, dict) else None
+    try:
+        tol = float(eig["residual_tol"]) if isinstance(eig, dict) else 0.0
+    except (KeyError, TypeError, ValueError):
+        tol = 0.0
+    if resid is None or not tol > 0:
+        return None
+    return ~(resid > tol)
 
 
 @dataclass

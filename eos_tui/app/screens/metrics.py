@@ -18,8 +18,11 @@ __all__ = ["MetricsScreen"]
 
 LAYER_METRICS = [("EK2_layer", "E‖K_i‖²"), ("a", "a_i"), ("s", "s_i"), ("r", "r_i"), ("P", "P^i"),
                  ("m", "m_i"), ("kappa", "κ_i")]
-GLOBAL_METRICS = [("lambda_G1", "λ1(G)"), ("lambda_HmG1", "λ1(H−G)"), ("overlap_ratio", "overlap ρ"),
-                  ("EK2", "E‖K‖²"), ("a_L", "a_L")]
+GLOBAL_METRICS = [("lambda_G1", "λ1(G)"), ("lambda_HmG1", "λ1(H−G) max"), ("lambda_HmG_mag", "λ(H−G) max |·|"),
+                  ("overlap_ratio", "overlap ρ"), ("EK2", "E‖K‖²"), ("a_L", "a_L")]
+# the certificate of a value (its relative residual ‖Au − θu‖/|θ|, flagged when not converged)
+CERTIFIED = {"lambda_G1": "lambda_G1", "lambda_HmG1": "lambda_HmG1", "lambda_HmG_mag": "lambda_HmG_mag",
+             "overlap_ratio": "lambda_G1", "s": "s", "r": "s", "P": "s"}
 
 
 class MetricsScreen(SizedScreen):
@@ -45,12 +48,14 @@ class MetricsScreen(SizedScreen):
 
     def on_mount(self) -> None:
         g = self.query_one("#global", DataTable)
+        g.add_column("")
         for _, label in GLOBAL_METRICS:
             g.add_column(label)
         t = self.query_one("#layers", DataTable)
         t.add_column("layer")
         for _, label in LAYER_METRICS:
             t.add_column(label)
+        t.add_column("s_i residual")
         self.refresh_table()
         self.set_interval(0.5, self.refresh_table)
 
@@ -70,12 +75,30 @@ class MetricsScreen(SizedScreen):
         if len(steps) == 0:
             title.update(Text(f"{self.data.name}: no snapshot yet"))
             return
-        title.update(Text(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)"))
+        kind = {1.0: "full", 0.0: "cheap: no λ(H−G)"}.get(float(s.get("snapshot_full", [np.nan])[-1]), "")
+        title.update(Text(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)"
+                          + (f", {kind}" if kind else "") + "; ○ = not converged to its tolerance"))
 
-        def val(name: str) -> str:
+        def last(name: str) -> float:
             col = s.get(name)
-            return fmt_num(col[-1]) if col is not None else "—"
+            return float(col[-1]) if col is not None else np.nan
 
-        g.add_row(*(val(name) for name, _ in GLOBAL_METRICS))
+        def val(name: str, cert: str | None) -> Text | str:
+            if name not in s:
+                return "—"
+            text = fmt_num(last(name))
+            if cert is not None and last(f"{cert}_converged") == 0:
+                return Text(f"○ {text}", style="dim")
+            return text
+
+        def resid(cert: str | None) -> str:
+            if cert is None or f"{cert}_resid" not in s:
+                return ""
+            r = last(f"{cert}_resid")
+            return "exact" if r == 0 else fmt_num(r, 2)
+
+        g.add_row("value", *(val(name, CERTIFIED.get(name)) for name, _ in GLOBAL_METRICS))
+        g.add_row("residual", *(resid(CERTIFIED.get(name)) for name, _ in GLOBAL_METRICS))
         for i in range(1, self.data.depth + 1):
-            t.add_row(str(i), *(val(f"{name}_{i}") for name, _ in LAYER_METRICS), key=str(i))
+            cells = [val(f"{name}_{i}", f"s_{i}" if name in CERTIFIED else None) for name, _ in LAYER_METRICS]
+            t.add_row(str(i), *cells, resid(f"s_{i}") if i < self.data.depth else "", key=str(i))

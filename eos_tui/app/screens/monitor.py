@@ -20,7 +20,7 @@ from ..figures import (
 )
 from ..series import RunData
 from ..widgets.factors import FactorTable, factor_panel
-from ..widgets.header import EE_NOTE, RunHeader
+from ..widgets.header import EE_NOTE, RunHeader, step_control_note
 from ..widgets.plot import Panel, SeriesPlot
 from .base import RunScreen
 from .save import FIGURES_DIR, FigureRequest
@@ -82,6 +82,7 @@ class MonitorBase(RunScreen):
         text = Text()
         if self.data.solver == "ee":
             text.append(EE_NOTE, "italic")
+            text.append(step_control_note(self.data, self.stop_rows()))
         if self.data.error:
             text.append(f"  {self.data.error}", "bold red")
         return text

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from rich.text import Text
 from textual.widgets import Static
 
 from ..estimates import eta_seconds, eta_steps_to_target, fmt_duration, fmt_num, steps_per_second
 from ..series import RunData
 
-__all__ = ["RunHeader", "status_style", "progress_fields"]
+__all__ = ["RunHeader", "status_style", "progress_fields", "step_control_note"]
 
 _STATUS_STYLE = {
     "starting": "bold blue",
@@ -24,6 +25,16 @@ _STATUS_STYLE = {
 }
 
 EE_NOTE = "exponential Euler is stable above 2/τ: it integrates the top-k directions exactly"
+
+
+def step_control_note(data: RunData, stop: int | None = None) -> str:
+    """Exponential Euler's step control so far: rejected trials and the last local error estimate."""
+    v = data.steps.view(stop)
+    rejected, err = v.get("ee_rejections"), v.get("ee_err")
+    if rejected is None or err is None or not np.isfinite(err).any():
+        return ""
+    last = err[np.isfinite(err)][-1]
+    return f"  │ step control: {int(np.nansum(rejected))} rejected trials, local error {fmt_num(last, 2)}"
 
 
 def status_style(status: str) -> str:

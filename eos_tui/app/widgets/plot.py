@@ -28,7 +28,7 @@ from engine.figures.panel import Line, Panel
 
 from ..downsample import minmax_downsample
 
-__all__ = ["Line", "Panel", "SeriesPlot", "build_plot", "DATA_MIN_INTERVAL"]
+__all__ = ["Line", "Panel", "SeriesPlot", "build_plot", "DATA_MIN_INTERVAL", "UNCONVERGED"]
 
 DATA_MIN_INTERVAL = 1.0  # seconds between redraws caused only by new rows
 BUILD_DUTY = 0.33  # at most this fraction of the time is spent building plots (GIL fairness)
@@ -71,6 +71,9 @@ def _rest(seconds: float) -> None:
         _URGENT.wait_for(lambda: _urgent_waiting > 0, timeout=seconds)
 
 
+UNCONVERGED = "○"  # the marker of a value whose eigen-solve did not reach its tolerance (dimmed)
+
+
 def build_plot(fig: Panel, width: int, height: int, theme: str | None = None) -> tuple[Text, int]:
     """Downsample ``fig`` to ``width`` and render it with plotext; returns (text, points drawn).
 
@@ -102,6 +105,16 @@ def build_plot(fig: Panel, width: int, height: int, theme: str | None = None) ->
                 xd = np.linspace(lo, hi, max(buckets // 3, 2)) if hi > lo else xd[:1]
                 yd = np.full(len(xd), yd[0])
             plt.scatter(xd.tolist(), yd.tolist(), marker="-", **kw)
+        elif line.converged is not None and not np.asarray(line.converged, dtype=bool).all():
+            # a certified series: a line through the converged values, the others hollow and dimmed
+            conv = np.asarray(line.converged, dtype=bool)
+            xs, ys = minmax_downsample(line.x, np.where(conv, line.y, np.nan), buckets, positive=positive)
+            if len(xs):
+                plt.plot(xs.tolist(), ys.tolist(), marker="braille", **kw)
+            xu, yu = minmax_downsample(line.x, np.where(conv, np.nan, line.y), buckets, positive=positive)
+            if len(xu):
+                plt.scatter(xu.tolist(), yu.tolist(), marker=UNCONVERGED, color="gray", yside=kw["yside"],
+                            label=f"{line.label or ''} unconverged".strip())
         else:
             plt.plot(xd.tolist(), yd.tolist(), marker="braille", **kw)
         drawn += len(xd)
