@@ -347,8 +347,15 @@ def _mount_bench() -> None:
     app.command("bench")(user_errors(bench_command))
 
 
+def _mount_claims() -> None:
+    from eos_tui.claims_cli import claims_command
+
+    app.command("claims")(user_errors(claims_command))
+
+
 _mount_data()
 _mount_bench()
+_mount_claims()
 
 
 def main() -> None:
