@@ -46,6 +46,21 @@ FACTORS: tuple[tuple[str, str], ...] = (
 )
 
 
+LABELS: dict[str, str] = {
+    "g_vs_h": "λ1(G) ≈ λ1(H) (±10.1%)",
+    "residual": "λ1(H−G) ≤ 9.9% λ1(H)",
+    "overlap": "overlap ρ rises",
+    "largest_layer": "largest E‖K_i‖²",
+    "layer_excess": "E‖K_i‖² ≤ 1.37·E‖K_1‖²",
+    "factor_a_L": "a_L within ×2",
+    "factor_prod_s": "Π s_j within ×2",
+    "factor_P_1": "P^1 carries the rise",
+    "factor_m_1": "m_1 within ×2",
+    "factor_kappa_1": "κ_1 within ×2",
+    "counterfactual": "P^1 held: no rise",
+}
+
+
 @dataclass(frozen=True)
 class Claim:
     """One line of the report."""
@@ -59,6 +74,27 @@ class Claim:
     @property
     def verdict(self) -> str:
         return {True: "holds", False: "does not hold", None: "n/a"}[self.holds]
+
+    @property
+    def label(self) -> str:
+        """A short name of the statement (the claims panel)."""
+        return LABELS.get(self.key, self.key)
+
+    @property
+    def brief(self) -> str:
+        """The run's value in a few characters (the claims panel)."""
+        x = self.number
+        if x is None:
+            return "—"
+        if self.key in ("g_vs_h", "residual"):
+            return f"{x:.1%}"
+        if self.key == "layer_excess":
+            return f"+{x:.0%}"
+        if self.key == "largest_layer":
+            return f"layer {int(x)}"
+        if self.key == "counterfactual":
+            return f"{x:.0%} of rise"
+        return f"×{x:.3g}"
 
 
 @dataclass
@@ -196,7 +232,7 @@ def _layers(layers: np.ndarray, none_yet: str) -> list[Claim]:
     excess = float(np.max(rows / rows[:, :1]) - 1.0)
     worst = np.unravel_index(np.argmax(rows / rows[:, :1]), rows.shape)
     return [
-        Claim("largest_layer", s1, f"largest: {text} snapshots", float(counts[0] / len(rows)), None),
+        Claim("largest_layer", s1, f"largest: {text} snapshots", float(order[0] + 1), None),
         Claim("layer_excess", s2,
               f"at most +{max(excess, 0):.0%} (layer {worst[1] + 1})" if excess > 0
               else "the first layer is the largest at every snapshot", max(excess, 0.0),
