@@ -153,10 +153,22 @@ def _wait_exists(path: Path, processes, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + (timeout if processes else 0)
     while not is_run_dir(path):
         if processes and all(p.poll() is not None for p in processes):
-            raise RunStoreError(f"the engine exited (code {processes[0].returncode}) before creating {path}")
+            reason = _engine_error(path)  # e.g. a train.lr = "auto" solve that did not converge
+            raise RunStoreError(reason or f"the engine exited (code {processes[0].returncode}) before creating {path}")
         if time.monotonic() > deadline:
             return  # open_run reports the problem
         time.sleep(0.1)
+
+
+def _engine_error(path: Path) -> str | None:
+    """The engine's own ``error:`` line from its log (``spawn_training``'s default log path)."""
+    log = path.parent / f".{path.name}.log"
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else None
 
 
 def run_replay(run_dir: Path, *, follow: bool = False) -> int:
