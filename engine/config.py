@@ -24,22 +24,29 @@ Sections (spec references in brackets):
   with the UI cost more than they gain).
 - ``eig``: ``k`` (exponential Euler uses the top k+1 eigenpairs, 0 = number of outputs c),
   ``num`` (eigenvalues tracked for GD, 0 = k+1), ``every`` (GD: λ1 every N steps),
-  ``tol`` (stop when the top Ritz values change by less than this, relatively),
-  ``residual_tol`` (or when every relative residual ‖Hu − λu‖/|λ| is below this; 0 = off),
-  ``max_iters`` (iterations of the first, cold solve), ``warm_iters`` (iterations per
-  warm-started call: 1 = one subspace iteration per step whose products come from the fused
-  gradient pass, the cost floor; the block keeps refining along the trajectory), ``oversample``
-  (extra block columns for convergence), ``dtype`` (``same``, or ``float32``: the tracked
-  eigenpairs of a float64 run come from float32 Hessian-vector products while the gradient,
-  the update and the trajectory stay float64; then a step is one float64 gradient pass plus a
-  float32 fused pass instead of one float64 fused pass — see ``eos-tui bench step``).
+  ``residual_tol`` (the per-step certificate: a step's tracked Ritz pairs are refined until
+  every relative residual ‖Hu − λu‖/|λ| is at most this; 0 = no certificate, stop by ``tol``),
+  ``tol`` (only with ``residual_tol = 0``: stop when the top Ritz values change by less than
+  this, relatively), ``max_iters`` (Rayleigh–Ritz iterations of the first, cold solve),
+  ``warm_iters`` (the most iterations of a warm-started call: the first one's products come
+  from the fused gradient pass, the cost floor; the others are refinements, taken only while a
+  residual is above ``residual_tol``), ``oversample`` (extra block columns for convergence),
+  ``dtype`` (``same``, or ``float32``: the tracked eigenpairs of a float64 run come from
+  float32 Hessian-vector products while the gradient, the update and the trajectory stay
+  float64; then a step is one float64 gradient pass plus a float32 fused pass instead of one
+  float64 fused pass — see ``eos-tui bench step``).
 - ``ee``: ``warmup_iters``, ``warmup_factor``: for the first ``warmup_iters`` steps the maximum
-  step size is ``warmup_factor · η`` (e.g. 0.1), as in the reference ``stable-solvers``.
+  step size is ``warmup_factor · η`` (e.g. 0.1), as in the reference ``stable-solvers``;
+  ``tol``: the step-size controller's bound on the relative local error of a step (its
+  embedded estimate, ‖e‖ ≤ tol·‖Δθ‖); ``max_rejections``: trials of one step before the run
+  stops ``diverged``.
 - ``metrics``: ``metrics_every`` (cheap scalars), ``snapshot_every`` (full metric set +
   checkpoint, §7), ``transient_steps`` (first steps flagged, §7), ``layer_metrics`` (bool),
-  ``residual`` (compute λ1(H−G) at snapshots), ``norm_tol`` (relative tolerance of the
-  per-sample ‖J_i‖ iterations), ``snapshot_eig_iters`` (iterations per snapshot for λ1(G)
-  and λ1(H−G), warm-started from the previous snapshot so the estimates keep refining).
+  ``residual`` (compute λ1(H−G) at snapshots), ``eig_tol`` (the relative residual every
+  snapshot eigenvalue is solved to: λ1(G), λ1(H−G), the per-sample ‖J_i‖ pairs),
+  ``snapshot_eig_iters`` (the cap of products of one snapshot eigen-solve; a value that did not
+  reach ``eig_tol`` within it is recorded unconverged), ``norm_tol`` (the per-sample ‖J_i‖
+  Lanczos also stops when its top Ritz value changes by less than this, relatively).
 """
 
 from __future__ import annotations
@@ -92,13 +99,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tol": 1e-3,
         "residual_tol": 1e-2,
         "max_iters": 20,
-        "warm_iters": 1,
+        "warm_iters": 10,
         "oversample": 0,
         "dtype": "same",
     },
     "ee": {
         "warmup_iters": 0,
         "warmup_factor": 1.0,
+        "tol": 2e-2,
+        "max_rejections": 30,
     },
     "metrics": {
         "metrics_every": 1,
@@ -107,7 +116,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "layer_metrics": True,
         "residual": True,
         "norm_tol": 1e-8,
-        "snapshot_eig_iters": 5,
+        "snapshot_eig_iters": 100,
+        "eig_tol": 1e-3,
     },
 }
 
@@ -127,7 +137,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {"model.depth", "model.width", "train.lr", "model.init_gain", "data.image_size",
             "eig.every", "eig.max_iters", "eig.warm_iters", "eig.tol", "metrics.metrics_every",
             "metrics.snapshot_every", "metrics.norm_tol", "metrics.snapshot_eig_iters", "train.divergence_factor", "train.rk4_alpha",
-            "ee.warmup_factor", "train.lr_factor"}
+            "ee.warmup_factor", "ee.tol", "ee.max_rejections", "metrics.eig_tol", "train.lr_factor"}
+BELOW_ONE = {"eig.tol", "eig.residual_tol", "ee.tol", "metrics.eig_tol", "metrics.norm_tol"}  # relative tolerances
 NON_NEGATIVE = {"data.size", "train.max_steps", "train.expected_steps", "train.max_time_s", "train.target_loss",
                 "train.chunk_size", "eig.k", "eig.num", "eig.oversample", "eig.residual_tol", "ee.warmup_iters",
                 "metrics.transient_steps", "data.subset_seed", "train.seed", "train.threads"}
@@ -222,6 +233,10 @@ def _validate(cfg: dict) -> None:
         section, name = key.split(".")
         if cfg[section][name] < 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[section][name]!r}")
+    for key in BELOW_ONE:
+        section, name = key.split(".")
+        if not cfg[section][name] < 1:
+            raise ConfigError(f"{key} is a relative tolerance and must be below 1, got {cfg[section][name]!r}")
     if cfg["data"]["image_size"] < 8:
         raise ConfigError(f"data.image_size must be at least 8, got {cfg['data']['image_size']}")
 

@@ -10,23 +10,24 @@
   Cost ``O(n² c² Σ d_i)`` (symmetric blocks computed once) and memory ``O((n c)² + n c Σ d_i)``,
   so it is meant for moderate ``n·c`` (the snapshot uses it up to a few thousand); above that use
   :func:`ggn_top_eigenvalue`.
-* :func:`ggn_top_eigenvalue` — warm-started subspace iteration on Gauss–Newton-vector products.
-* :func:`residual_top_eigenvalue` — subspace iteration on ``(H − G) V = H V − G V``. The method is
-  magnitude-based: it converges to the largest-``|λ|`` eigenvalue. **[spec §2]** If that one is
-  negative, the result is recorded as NaN (the top *positive* eigenvalue is not what the method
-  found, and is not reported), never silently dropped — callers count the NaNs.
+* :func:`ggn_top_eigenvalue` — warm-started Lanczos on Gauss–Newton-vector products, stopped by
+  the relative residual of its Ritz pair (a :class:`Certified` value).
+* :func:`residual_eigenvalues` — warm-started Lanczos on ``(H − G) v`` (one pass,
+  ``LossProblem.residual_hvp``), converging at both ends of the indefinite spectrum: the
+  largest algebraic eigenvalue and the largest in magnitude (with its sign), each certified.
 * :func:`overlap_ratio` — ``ρ(K) = λ1(G) / E‖K‖²_op``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from engine.criteria import Criterion
-from engine.eigensolver import EigResult, subspace_iteration, top_eigenpairs
+from engine.eigensolver import EigResult, lanczos
 from engine.errors import ConfigError
 from engine.layer_metrics import weighted_preactivation_jacobians
 from engine.model import MLPSpec
@@ -121,72 +122,67 @@ def gram_top_eigenvalue(
     return float(lam[0])
 
 
-def _run(matmat, problem, theta, V0, *, tol, max_iters, oversample) -> EigResult:
-    if V0 is not None:
-        return subspace_iteration(matmat, V0, k=1, tol=tol, max_iters=max_iters)
-    return top_eigenpairs(
-        matmat, problem.P if hasattr(problem, "P") else theta.numel(), 1,
-        oversample=oversample, tol=tol, max_iters=max_iters, dtype=theta.dtype, device=theta.device,
-    )
+@dataclass
+class Certified:
+    """An eigenvalue with its certificate: the relative residual ``‖A u − θ u‖/|θ|`` of its Ritz
+    pair (0 where the route is exact) and whether that met the tolerance within the cap."""
 
+    value: float
+    residual: float
+    converged: bool
 
-def _check_block(V0, theta, oversample):
-    if V0 is None:
-        return None
-    if V0.ndim != 2 or V0.shape[0] != theta.numel() or V0.dtype != theta.dtype:
-        return None  # stale warm start (other model or dtype): cold start instead
-    return V0
+    @classmethod
+    def exact(cls, value: float) -> "Certified":
+        return cls(float(value), 0.0, True)
 
 
 OPERATORS = {
     "G": lambda problem, theta: (lambda V: problem.ggnvp(theta, V)),
-    "H-G": lambda problem, theta: (lambda V: problem.hvp(theta, V) - problem.ggnvp(theta, V)),
+    "H-G": lambda problem, theta: (lambda V: problem.residual_hvp(theta, V)),
 }
 
 
-def operator_top_eigenvalue(
-    problem,
-    theta: torch.Tensor,
-    operator: str,
-    *,
-    V0: torch.Tensor | None = None,
-    tol: float = 1e-6,
-    max_iters: int = 100,
-    oversample: int = 2,
-) -> tuple[float, torch.Tensor]:
-    """The top eigenvalue of ``operator`` (``"G"`` or ``"H-G"``) by subspace iteration.
+def _start(start: torch.Tensor | None, theta: torch.Tensor, seed: int) -> torch.Tensor:
+    """A warm start (a previous block, if it fits) or a seeded random vector."""
+    if start is not None and start.ndim == 2 and start.shape[0] == theta.numel() and start.dtype == theta.dtype:
+        v = start.sum(1)
+        if bool(torch.isfinite(v).all()) and float(v.norm()) > 0:
+            return v
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(theta.numel(), dtype=torch.float64, generator=gen).to(dtype=theta.dtype, device=theta.device)
 
-    ``V0``: the block returned by the previous call (warm start); ``None``: seeded random block of
-    ``1 + oversample`` columns. Returns ``(value or NaN, block)``; pass the block back next time.
-    Magnitude-based (spec §2): if the largest-``|λ|`` Ritz value is negative the result is NaN
-    (recorded and counted by the caller).
-    """
+
+def _certified(res: EigResult, i: int, tol: float) -> Certified:
+    resid = float(res.residuals[i])
+    return Certified(float(res.values[i]), resid, bool(resid <= tol))
+
+
+def ggn_top_eigenvalue(problem, theta: torch.Tensor, *, start: torch.Tensor | None = None, tol: float = 1e-3,
+                       max_steps: int = 100, seed: int = 0) -> tuple[Certified, torch.Tensor]:
+    """``λ1(G)`` by Lanczos on ``problem.ggnvp`` (spec §5, GGN route), certified: it stops when
+    the relative residual of the top Ritz pair is at most ``tol``, or after ``max_steps``
+    products (then ``converged`` is False). ``start``: the block returned by the previous call
+    (warm start); ``None``: a seeded random vector. Returns the value and the block to pass back.
+    ``G`` is PSD, so the top-magnitude eigenvalue is the top one."""
     theta = theta.detach()
-    matmat = OPERATORS[operator](problem, theta)
-    res = _run(matmat, problem, theta, _check_block(V0, theta, oversample), tol=tol,
-               max_iters=max_iters, oversample=oversample)
-    return _top_or_nan(res), res.block
+    res = lanczos(OPERATORS["G"](problem, theta), _start(start, theta, seed), 1, max_steps=max_steps,
+                  residual_tol=tol, seed=seed)
+    return _certified(res, 0, tol), res.block
 
 
-def ggn_top_eigenvalue(problem, theta: torch.Tensor, **options) -> tuple[float, torch.Tensor]:
-    """``λ1(G)`` by subspace iteration on ``problem.ggnvp`` (spec §5, GGN route); options and
-    result as :func:`operator_top_eigenvalue`. ``G`` is PSD, so the top-magnitude eigenvalue is
-    the top one (a negative value would be round-off around 0 and is returned as NaN)."""
-    return operator_top_eigenvalue(problem, theta, "G", **options)
-
-
-def residual_top_eigenvalue(problem, theta: torch.Tensor, **options) -> tuple[float, torch.Tensor]:
-    """``λ1(H − G)`` by subspace iteration on ``V ↦ problem.hvp(θ, V) − problem.ggnvp(θ, V)``;
-    options and result as :func:`operator_top_eigenvalue` (NaN when the top-magnitude eigenvalue
-    is negative)."""
-    return operator_top_eigenvalue(problem, theta, "H-G", **options)
-
-
-def _top_or_nan(res: EigResult) -> float:
-    """The largest-magnitude Ritz value, or NaN if it is negative (spec §2)."""
-    vals = res.values.detach().to("cpu", torch.float64)
-    top = float(vals[int(torch.argmax(vals.abs()))])
-    return top if top >= 0 else math.nan
+def residual_eigenvalues(problem, theta: torch.Tensor, *, start: torch.Tensor | None = None, tol: float = 1e-3,
+                         max_steps: int = 100, seed: int = 1) -> tuple[Certified, Certified, torch.Tensor]:
+    """The two top eigenvalues of the indefinite ``H − G`` (spec §2), certified as in
+    :func:`ggn_top_eigenvalue`: the largest **algebraic** one ``λ_max(H − G)`` and the one of
+    largest **magnitude**, with its sign (``λ_max`` or ``λ_min``, whichever has the larger
+    ``|λ|``). Lanczos on ``problem.residual_hvp`` converges at both ends of the spectrum at once;
+    it stops when both extreme pairs have a relative residual ``≤ tol``. Returns
+    ``(algebraic, magnitude, block)``."""
+    theta = theta.detach()
+    res = lanczos(OPERATORS["H-G"](problem, theta), _start(start, theta, seed), 2, max_steps=max_steps,
+                  residual_tol=tol, seed=seed, which="BE")
+    top, bottom = _certified(res, 0, tol), _certified(res, 1, tol)
+    return top, (top if abs(top.value) >= abs(bottom.value) else bottom), res.block
 
 
 def overlap_ratio(lambda_G1: float, EK2: float) -> float:

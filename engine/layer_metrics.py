@@ -114,6 +114,7 @@ class BatchedEig:
     vectors: torch.Tensor | None  # (B, d) unit top Ritz vectors (None for the exact method)
     iterations: torch.Tensor  # (B,) int64, operator products per sample (0: exact)
     converged: torch.Tensor  # (B,) bool
+    residuals: torch.Tensor | None = None  # (B,) relative residual ‖Mv − θv‖/θ of each pair (0: exact)
 
 
 def _should_check(k: int) -> bool:
@@ -155,6 +156,7 @@ def batched_lanczos_top(
     vectors = V0.clone()
     iterations = torch.zeros(B, dtype=torch.int64)
     converged = torch.zeros(B, dtype=torch.bool)
+    residuals = torch.zeros(B, dtype=dtype, device=device)
 
     def _random(b: int) -> torch.Tensor:
         return torch.randn(b, d, dtype=torch.float64, generator=generator).to(dtype=dtype, device=device)
@@ -210,6 +212,9 @@ def batched_lanczos_top(
                 need = torch.ones_like(finish) if cycle_end else finish  # rows whose Ritz vector is needed
                 if bool(need.any()):
                     S = torch.linalg.eigh(T[need])[1][:, :, -1]
+                    # relative residual of the top Ritz pair: β_k |s_k| / θ (0 if T holds the whole space)
+                    res_need = (torch.zeros_like(theta_k[need]) if full else
+                                bk[rows[need]] * S[:, -1].abs() / theta_k[need].abs().clamp_min(tiny))
                     vec = torch.bmm(S.unsqueeze(1), Q[rows[need], :k]).squeeze(1)
                     vec = vec / vec.norm(dim=1, keepdim=True)
                     ritz = torch.zeros(b, d, dtype=dtype, device=device)
@@ -221,10 +226,14 @@ def batched_lanczos_top(
                     vectors[idx] = ritz[fr]
                     iterations[idx] = total
                     converged[idx] = done[finish]
+                    resid_rows = torch.zeros(rows.shape[0], dtype=dtype, device=device)
+                    resid_rows[need] = res_need
+                    residuals[idx] = resid_rows[finish]
                     live[fr] = False
                 n_live = int(live.sum())
                 if n_live == 0:
-                    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged)
+                    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged,
+                                      residuals=residuals)
                 if cycle_end:
                     keep = live
                     v = ritz[keep]
@@ -253,7 +262,8 @@ def batched_lanczos_top(
         if not restart:
             break
         cycles += 1
-    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged)
+    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged,
+                      residuals=residuals)
 
 
 def batched_power_top(
@@ -277,6 +287,7 @@ def batched_power_top(
     vectors = V0.clone()
     iterations = torch.zeros(B, dtype=torch.int64)
     converged = torch.zeros(B, dtype=torch.bool)
+    residuals = torch.zeros(B, dtype=dtype, device=device)
     v = V0.clone()
     norms = v.norm(dim=1)
     bad = (norms <= 0) | ~torch.isfinite(norms)
@@ -296,6 +307,9 @@ def batched_power_top(
         sel = ok if it < max_iters else torch.ones_like(ok)
         if bool(sel.any()):
             idx = active[sel]
+            # ‖Av − λv‖² = ‖Av‖² − λ² for a unit v with λ = vᵀAv
+            res = (wn[sel, 0] ** 2 - lam[sel] ** 2).clamp_min(0).sqrt()
+            residuals[idx] = torch.where(lam[sel] > 0, res / lam[sel].clamp_min(torch.finfo(dtype).tiny), res)
             values[idx] = torch.clamp(lam[sel], min=0.0)
             vectors[idx] = v_next[sel]
             iterations[idx] = it
@@ -305,7 +319,8 @@ def batched_power_top(
             if active.numel() == 0:
                 break
         v, prev = v_next, lam
-    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged)
+    return BatchedEig(values=values, vectors=vectors, iterations=iterations, converged=converged,
+                      residuals=residuals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,6 +346,9 @@ class LayerMetrics:
     norm_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # max per sample
     norm_mean_iterations: np.ndarray = field(default_factory=lambda: np.zeros(0))
     norm_converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # all samples converged
+    # the certificate of s_i (stored as s_i_resid): the largest relative residual ‖Mv − θv‖/θ of
+    # the per-sample top Ritz pairs of layer i (0 on the exact route)
+    norm_residual: np.ndarray = field(default_factory=lambda: np.zeros(0))
     per_sample: dict[str, np.ndarray] | None = None  # see LayerMetricsComputer.compute(keep_per_sample=True)
 
     @property
@@ -351,6 +369,8 @@ class LayerMetrics:
         ):
             for j, v in enumerate(np.asarray(arr).tolist()):
                 out[f"{name}_{j + 1}"] = float(v)
+        for j, v in enumerate(np.asarray(self.norm_residual).tolist()):
+            out[f"s_{j + 1}_resid"] = float(v)
         return out
 
     def five_factor_product(self, i: int) -> float:
@@ -457,7 +477,8 @@ class LayerMetricsComputer:
                 M = dphi.unsqueeze(2) * G.unsqueeze(0) * dphi.unsqueeze(1)
             M = 0.5 * (M + M.transpose(1, 2))
             vals = _top_eigvalsh(M)
-            return BatchedEig(vals, None, torch.zeros(B, dtype=torch.int64), torch.ones(B, dtype=torch.bool))
+            return BatchedEig(vals, None, torch.zeros(B, dtype=torch.int64), torch.ones(B, dtype=torch.bool),
+                              torch.zeros(B, dtype=vals.dtype, device=vals.device))
         if side == "in":
             dim = W.shape[1]
 
@@ -493,6 +514,7 @@ class LayerMetricsComputer:
             vectors=None,
             iterations=torch.cat([p.iterations for p in parts]),
             converged=torch.cat([p.converged for p in parts]),
+            residuals=torch.cat([p.residuals for p in parts]),
         )
 
     # -- main entry ----------------------------------------------------------------------------
@@ -528,6 +550,7 @@ class LayerMetricsComputer:
         iters_max = np.zeros(max(L - 1, 0), dtype=np.int64)
         iters_sum = np.zeros(max(L - 1, 0), dtype=np.float64)
         conv_all = np.ones(max(L - 1, 0), dtype=bool)
+        resid_max = np.zeros(max(L - 1, 0))
         per: dict[str, list] = {k: [] for k in ("K2", "K2_layer", "A2", "J2", "x2p1", "ratio")}
 
         for start in range(0, n, chunk):
@@ -554,6 +577,7 @@ class LayerMetricsComputer:
                 iters_max[i] = max(iters_max[i], int(it.max()))
                 iters_sum[i] += float(it.sum())
                 conv_all[i] &= bool(res.converged.all())
+                resid_max[i] = max(resid_max[i], float(res.residuals.max()))
 
             K2_layer = A2 * x2p1
             sum_K2 += K2.to(f64).sum().cpu()
@@ -595,5 +619,6 @@ class LayerMetricsComputer:
             norm_iterations=iters_max,
             norm_mean_iterations=iters_sum / n,
             norm_converged=conv_all,
+            norm_residual=resid_max,
             per_sample=per_sample,
         )

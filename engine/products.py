@@ -195,6 +195,20 @@ class LossProblem:
         return self._fused(theta, V)
 
     @torch.no_grad()
+    def residual_hvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """``(H − G) V`` in one pass: the R-operator pass with the criterion term ``δ̇_L = Hℓ ż_L``
+        left out (the backward is linear in its seeds, and what ``δ̇_L`` alone contributes is
+        exactly the Gauss–Newton product). Counts ``b`` products; ``V`` ``(P, b)`` → ``(P, b)``."""
+        theta = self._check_theta(theta)
+        V = self._check_block(V)
+        self.hvp_count += V.shape[1]
+        if V.shape[1] == 0:
+            return V.new_zeros(self.P, 0)
+        if self.method == "func":
+            return self._fused_func(theta, V)[2] - self._ggnvp_func(theta, V)
+        return self._fused(theta, V, gauss_newton=False)[2]
+
+    @torch.no_grad()
     def ggnvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """``G V`` with ``G = (1/n) Σ J_nᵀ Hℓ,n J_n`` (closed-form ``Hℓ``); ``V`` ``(P, b)`` → ``(P, b)``."""
         theta = self._check_theta(theta)
@@ -235,8 +249,9 @@ class LossProblem:
                 xd = dphi * zd if zd is not None else None
         return cache
 
-    def _fused(self, theta: torch.Tensor, V: torch.Tensor | None):
-        """Loss, gradient and (if ``V`` is given) ``H V`` by the explicit R-operator pass."""
+    def _fused(self, theta: torch.Tensor, V: torch.Tensor | None, gauss_newton: bool = True):
+        """Loss, gradient and (if ``V`` is given) ``H V`` by the explicit R-operator pass
+        (``gauss_newton=False``: ``(H − G) V``, the criterion term ``δ̇_L`` left out)."""
         spec, name = self.spec, self.spec.activation
         layers = unflatten(spec, theta)
         L = len(layers)
@@ -258,7 +273,8 @@ class LossProblem:
             correct += self.criterion.correct(zL, yc).sum()
             deltad = None
             if V is not None:  # δ̇_L = Hℓ ż_L
-                deltad = torch.einsum("mcd,bmd->bmc", self.criterion.hessian(zL, yc), zdL)
+                deltad = (torch.einsum("mcd,bmd->bmc", self.criterion.hessian(zL, yc), zdL) if gauss_newton
+                          else torch.zeros_like(zdL))
             for i in range(L - 1, -1, -1):
                 x, W = cache[i][0], layers[i][0]
                 if i > 0:

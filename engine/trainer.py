@@ -29,12 +29,13 @@ from engine import blas
 from engine.config import SOLVER_NAMES, num_eigs, stiff_dim
 from engine.criteria import get_criterion
 from engine.data import TrainingSet, load_training_set, resolve_data_dir
+from engine.eigensolver import NonFiniteError
 from engine.errors import ConfigError
 from engine.lr_rule import resolve_lr
 from engine.model import MLPSpec, init_params
 from engine.products import LossProblem
 from engine.snapshot import SnapshotComputer
-from engine.solvers import make_solver
+from engine.solvers import StepSizeError, make_solver
 from engine.store import RunWriter
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -163,7 +164,12 @@ class Trainer:
                     status, message = "interrupted", "stopped from the control channel"
                     step -= 1
                     break
-                new_theta, info = self.solver.step(theta)
+                try:
+                    new_theta, info = self.solver.step(theta)
+                except (NonFiniteError, StepSizeError) as exc:
+                    status, message = "diverged", f"at step {step}: {exc}"
+                    step -= 1
+                    break
                 loss = info.loss
                 if loss0 is None:
                     loss0 = loss
@@ -245,6 +251,12 @@ class Trainer:
             vals = sorted((float(v) for v in info.eigenvalues), key=abs, reverse=True)[: self.num_eigs]
             row["lambda_H"] = [v if v >= 0 else math.nan for v in vals]
             row["neg_eigs"] = sum(v < 0 for v in vals)
+            row["eig_resid"] = info.eig_residual
+            row["eig_iters"] = info.eig_iterations
+            row["eig_refinements"] = info.eig_refinements
+        if info.rejections is not None:
+            row["ee_rejections"] = info.rejections
+            row["ee_err"] = info.error_estimate
         return row
 
     def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:

@@ -178,6 +178,7 @@ def test_as_dict_names(case):
     expected = {"EK2", "a_L"}
     for name, count in (("EK2_layer", L), ("a", L), ("s", L - 1), ("r", L - 1), ("P", L), ("m", L), ("kappa", L)):
         expected |= {f"{name}_{i}" for i in range(1, count + 1)}
+    expected |= {f"s_{i}_resid" for i in range(1, L)}  # the certificate of each s_i
     assert set(d) == expected
     assert d["P_1"] == lm.P[0] and d[f"s_{L - 1}"] == lm.s[-1] and d["a_L"] == lm.a[-1]
     assert all(isinstance(v, float) for v in d.values())

@@ -47,32 +47,34 @@ def _flow_to(problem, theta, t_end, lam1):
     return theta
 
 
-def test_exponential_euler_stays_close_to_gradient_flow_where_gd_does_not(tmp_path):
+def test_exponential_euler_follows_the_gradient_flow(tmp_path):
+    """With step-size control, exponential Euler tracks the flow (RK4 with τ ≤ 0.02/λ1) to
+    about its local tolerance even when its maximum step is past GD's threshold 2/λ1."""
     trainer = Trainer(tiny_config("train.solver=ee"), tmp_path / "x")
     problem, theta0 = trainer.problem, trainer.theta
     lam1 = float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(
         lambda th: torch.nn.functional.cross_entropy(
             __import__("engine.model", fromlist=["forward"]).forward(trainer.spec, th, problem.X), problem.y),
         theta0))[-1])
-    eta = 3.0 / lam1  # GD at this step size is past the stability threshold 2/λ1
-    tracker = EigTracker(problem, 7, tol=1e-10, max_iters=50, cold_max_iters=300)
-    ee = ExponentialEuler(problem, tracker, eta)
-    theta, t, steps = theta0, 0.0, 12
+    tracker = EigTracker(problem, 7, tol=1e-10, max_iters=50, cold_max_iters=300, residual_tol=1e-3)
+    ee = ExponentialEuler(problem, tracker, 3.0 / lam1, tol=1e-2)
+    theta, t, steps, taus, losses = theta0, 0.0, 12, [], []
     for _ in range(steps):
         theta, info = ee.step(theta)
         t += info.step_size
+        taus.append(info.step_size)
+        losses.append(info.loss)
     flow = _flow_to(problem, theta0, t, lam1 * 1.5)
-    gd = theta0
-    for _ in range(steps):
-        gd = gd - (t / steps) * problem.loss_and_grad(gd)[1]
-    err_ee = float((theta - flow).norm())
-    err_gd = float((gd - flow).norm())
-    assert err_ee < 0.2 * err_gd, (err_ee, err_gd)
+    err_ee = float((theta - flow).norm()) / float((flow - theta0).norm())
+    assert err_ee < 2e-2, err_ee
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
 
 
 @pytest.mark.slow
 def test_gd_on_real_digits_reaches_two_over_eta(tmp_path):
     """Real data, no download: scikit-learn's digits under GD sharpen up to the threshold."""
     s, threshold = _gd_run(tmp_path, "digits-ce-gd", 40)
-    assert s["lambda_H_1"][0] < 0.25 * threshold
+    # λ1(H) at the initialisation is 0.670 (eigsh to 1e-10; a −0.656 follows it in magnitude):
+    # a third of 2/η (the uncertified first solve used to record less than a quarter)
+    assert s["lambda_H_1"][0] < 0.4 * threshold
     assert np.nanmax(s["lambda_H_1"]) >= 0.95 * threshold

@@ -4,6 +4,7 @@ Each solver takes one step from ``theta`` and reports what the run records for t
 """
 
 from engine.solvers.base import Solver, StepInfo
+from engine.solvers.exp_euler import StepSizeError
 from engine.solvers.registry import SOLVERS, make_solver
 
-__all__ = ["SOLVERS", "Solver", "StepInfo", "make_solver"]
+__all__ = ["SOLVERS", "Solver", "StepInfo", "StepSizeError", "make_solver"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from engine.eigensolver import EigResult, RitzVectors, subspace_iteration
+from engine.eigensolver import EigResult, RitzVectors, refine_ritz, subspace_iteration
 from engine.products import LossProblem
 
 
@@ -20,6 +21,10 @@ class StepInfo:
     eigenvalues: torch.Tensor | None  # top-K Ritz values of H by magnitude (may be negative); None if not computed
     eig_iterations: int = 0
     accuracy: float | None = None  # training accuracy at the step's θ, when the pass provided it
+    eig_residual: float | None = None  # largest relative residual of the K Ritz pairs the step used
+    eig_refinements: int = 0  # Rayleigh–Ritz iterations beyond the first (free) one
+    rejections: int | None = None  # exponential Euler: trial steps rejected before this one
+    error_estimate: float | None = None  # exponential Euler: local error of the accepted step, relative
 
     @property
     def threshold(self) -> float:
@@ -28,13 +33,17 @@ class StepInfo:
 
 
 class EigTracker:
-    """Top-K eigenpairs of H by warm-started block subspace iteration (spec §5).
+    """Top-K eigenpairs of H by warm-started block subspace iteration (spec §5), certified.
 
-    The block (K + ``oversample`` columns) is kept between calls. A warm call makes at most
-    ``max_iters`` iterations (default 1: the products come from the solver's fused
-    gradient-and-HVP pass, ``first_product``, so a step costs the floor of spec §5 — one
-    subspace iteration per step, continued along the trajectory). The first (cold) call may
-    use up to ``cold_max_iters``. Either stops early at ``tol`` / ``residual_tol``.
+    The block (K + ``oversample`` columns) is kept between calls. A warm call's first
+    Rayleigh–Ritz iteration uses the solver's fused gradient-and-HVP pass (``first_product``),
+    so a step whose warm start is already accurate costs the floor of spec §5. The call then
+    iterates while the largest relative residual ``‖Hu − λu‖/|λ|`` of the K Ritz pairs
+    (computed for free from the Gram matrices) exceeds ``residual_tol``: at most ``max_iters``
+    iterations warm, ``cold_max_iters`` for the first (cold) call. Iterations beyond the first
+    are *refinements*; :attr:`last_residual` and :attr:`last_iterations` are the certificate
+    of the pairs the step uses. ``residual_tol=None`` falls back to the change rule (stop when
+    the top Ritz values moved by less than ``tol``, relatively), which certifies nothing.
     """
 
     def __init__(self, problem: LossProblem, num: int, *, oversample: int = 0, tol: float = 1e-3,
@@ -51,6 +60,8 @@ class EigTracker:
         self.block: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.ritz: RitzVectors | None = None
+        self.residuals: torch.Tensor | None = None
+        self.subspace: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def cast(self, theta: torch.Tensor) -> torch.Tensor:
         """``theta`` in the precision of the tracker's products (``eig.dtype``)."""
@@ -66,27 +77,54 @@ class EigTracker:
             self.block = self.block.to(like.dtype)
         return self.block
 
+    def _solve(self, theta: torch.Tensor, first_product: torch.Tensor | None, max_iters: int,
+               residual_tol: float | None) -> EigResult:
+        matmat = lambda V: self.problem.hvp(theta, V)  # noqa: E731
+        V = self.current_block(theta)
+        if residual_tol is None:  # the change rule: subspace iteration, nothing certified
+            result = subspace_iteration(matmat, V, k=self.num, tol=self.tol, max_iters=max_iters,
+                                        first_product=first_product, prev_values=self.values,
+                                        assume_orthonormal=True)
+        else:  # one Rayleigh–Ritz on the block, then refinements while a residual is too large
+            W = matmat(V) if first_product is None else first_product
+            result = refine_ritz(matmat, V, W, k=self.num, residual_tol=residual_tol, max_iters=max_iters - 1,
+                                 block_size=self.block_size)
+            result.iterations += 1
+        self._keep(result)
+        return result
+
+    def _keep(self, result: EigResult) -> None:
+        self.block, self.values, self.ritz, self.residuals = result.block, result.values, result.ritz, result.residuals
+        self.subspace = result.subspace  # (the work of this θ: dropped by the next call)
+
     def update(self, theta: torch.Tensor, first_product: torch.Tensor | None = None) -> EigResult:
         """Refine the eigenpairs at ``theta``; ``first_product`` is ``H @ current_block()`` if known.
 
-        ``theta`` is cast to the tracker's precision; the result is in that precision.
+        ``theta`` is cast to the tracker's precision; the result is in that precision. Raises
+        :class:`~engine.eigensolver.NonFiniteError` when a product is NaN or infinite.
         """
         theta = self.cast(theta)
-        V0 = self.current_block(theta)
         cold = self.values is None
-        result = subspace_iteration(
-            lambda V: self.problem.hvp(theta, V),
-            V0,
-            k=self.num,
-            tol=self.tol,
-            max_iters=self.cold_max_iters if cold else self.max_iters,
-            first_product=first_product,
-            prev_values=self.values,
-            residual_tol=self.residual_tol,
-            assume_orthonormal=True,
-        )
-        self.block, self.values, self.ritz = result.block, result.values, result.ritz
+        return self._solve(theta, first_product, self.cold_max_iters if cold else self.max_iters,
+                           self.residual_tol)
+
+    def refine(self, theta: torch.Tensor, residual_tol: float, max_iters: int) -> EigResult | None:
+        """More iterations at ``theta`` (the same point as the last :meth:`update`) until every
+        relative residual is at most ``residual_tol``; ``None`` (no products) if it already is.
+        ``iterations`` of the result counts only these refinements."""
+        if self.subspace is None or float(self.residuals.max()) <= residual_tol:
+            return None
+        theta = self.cast(theta)
+        matmat = lambda V: self.problem.hvp(theta, V)  # noqa: E731
+        result = refine_ritz(matmat, *self.subspace, k=self.num, residual_tol=residual_tol, max_iters=max_iters,
+                             block_size=self.block_size)
+        self._keep(result)
         return result
+
+    @property
+    def last_residual(self) -> float:
+        """Largest relative residual of the K pairs of the last call (NaN before the first)."""
+        return math.nan if self.residuals is None else float(self.residuals.max())
 
     @property
     def vectors(self) -> torch.Tensor | None:
@@ -94,11 +132,33 @@ class EigTracker:
         return None if self.ritz is None else self.ritz.dense()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {} if self.block is None else {"eig_block": self.block}
+        """The warm start and the last values (the next call is warm iff they exist)."""
+        if self.block is None:
+            return {}
+        state = {"eig_block": self.block}
+        if self.values is not None:
+            state["eig_values"] = self.values
+        if self.residuals is not None:
+            state["eig_residuals"] = self.residuals
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if "eig_block" in state:
             self.block = state["eig_block"]
+        if "eig_values" in state:
+            self.values = state["eig_values"]
+        if "eig_residuals" in state:
+            self.residuals = state["eig_residuals"]
+        self.ritz = self.subspace = None  # not kept: the next call starts from the block
+
+
+def spectrum_fields(result: EigResult, dtype: torch.dtype, iterations: int | None = None) -> dict:
+    """The :class:`StepInfo` fields of the pairs a step used (``iterations``: all tracker
+    iterations at this θ, when more than ``result``'s, e.g. after an exponential Euler rejection)."""
+    iterations = result.iterations if iterations is None else iterations
+    return {"eigenvalues": result.values.to(dtype), "eig_iterations": iterations,
+            "eig_residual": float(result.residuals.max()) if result.residuals is not None else None,
+            "eig_refinements": iterations - 1}
 
 
 def by_magnitude(values: torch.Tensor, vectors):
@@ -152,4 +212,11 @@ class Solver:
         return loss, grad, HV
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.tracker.state_dict()
+        """Everything that decides the rest of the trajectory, as tensors (for checkpoints and
+        resume): taken after :meth:`step` from θ_s, it continues the run from θ_{s+1}."""
+        return {**self.tracker.state_dict(), "solver_steps": torch.tensor(self.steps_taken, dtype=torch.int64)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.tracker.load_state_dict(state)
+        if "solver_steps" in state:
+            self.steps_taken = int(state["solver_steps"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.solvers.base import EigTracker, Solver, StepInfo
+from engine.solvers.base import EigTracker, Solver, StepInfo, spectrum_fields
 from engine.products import LossProblem
 
 
@@ -22,15 +22,14 @@ class GradientDescent(Solver):
         return cls(problem, tracker, cfg["train"]["lr"], eig_every=cfg["eig"]["every"])
 
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
-        eigenvalues, iters = None, 0
+        spectrum = {}
         if self.steps_taken % self.eig_every == 0:
             loss, grad, HV = self.grad_and_block_product(theta)
-            result = self.tracker.update(theta, first_product=HV)
-            eigenvalues, iters = result.values.to(theta.dtype), result.iterations
+            spectrum = spectrum_fields(self.tracker.update(theta, first_product=HV), theta.dtype)
         else:
             loss, grad = self.problem.loss_and_grad(theta)
         accuracy = self.problem.last_accuracy
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(grad.norm()), step_size=self.lr,
-                        eigenvalues=eigenvalues, eig_iterations=iters, accuracy=accuracy)
+                        eigenvalues=spectrum.pop("eigenvalues", None), accuracy=accuracy, **spectrum)
         return theta - self.lr * grad, info

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from engine.products import LossProblem
-from engine.solvers.base import EigTracker, Solver, StepInfo
+from engine.solvers.base import EigTracker, Solver, StepInfo, spectrum_fields
 
 
 class RK4Flow(Solver):
@@ -28,11 +28,11 @@ class RK4Flow(Solver):
                    eig_every=cfg["eig"]["every"])
 
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
-        eigenvalues, iters = None, 0
+        spectrum = {}
         if self.steps_taken % self.eig_every == 0 or self.lambda1 is None:
             loss, k1, HV = self.grad_and_block_product(theta)
             result = self.tracker.update(theta, first_product=HV)
-            eigenvalues, iters = result.values.to(theta.dtype), result.iterations
+            spectrum = spectrum_fields(result, theta.dtype)
             self.lambda1 = float(result.values.abs().max())
         else:
             loss, k1 = self.problem.loss_and_grad(theta)
@@ -41,8 +41,19 @@ class RK4Flow(Solver):
         new_theta = rk4_step(self.problem, theta, tau, k1)
         self.steps_taken += 1
         info = StepInfo(loss=float(loss), grad_norm=float(k1.norm()), step_size=tau,
-                        eigenvalues=eigenvalues, eig_iterations=iters, accuracy=accuracy)
+                        eigenvalues=spectrum.pop("eigenvalues", None), accuracy=accuracy, **spectrum)
         return new_theta, info
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = super().state_dict()
+        if self.lambda1 is not None:
+            state["rk4_lambda1"] = torch.tensor(self.lambda1, dtype=torch.float64)
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        if "rk4_lambda1" in state:
+            self.lambda1 = float(state["rk4_lambda1"])
 
 
 def rk4_step(problem: LossProblem, theta: torch.Tensor, tau: float, k1: torch.Tensor | None = None) -> torch.Tensor:

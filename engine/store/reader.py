@@ -26,6 +26,7 @@ from engine.store.schema import (
     PACKED_DTYPE,
     RUN_FILE,
     connect,
+    logical_step_columns,
     one_line,
     read_step_columns,
 )
@@ -89,7 +90,8 @@ class Run:
             raise
         self._conn = conn
         self._has_packed = has_packed
-        self._step_columns = columns
+        self._stored_columns = columns  # the table's own (a store of an older schema lacks some)
+        self._step_columns = logical_step_columns(columns)
         self.num_eigs = sum(1 for c in columns if c.startswith("lambda_H_"))
 
     def _read_meta_json(self) -> dict[str, Any]:
@@ -174,7 +176,8 @@ class Run:
 
     @property
     def step_columns(self) -> list[str]:
-        """All columns of the ``steps`` table, ``step`` first."""
+        """The step columns, ``step`` first: those of the current schema (a store written by an
+        older version reads as NaN in the ones it lacks), then ``lambda_H_1..K``."""
         return list(self._step_columns)
 
     def steps(self, since: int | None = None,
@@ -193,12 +196,15 @@ class Run:
                                     f"{', '.join(self._step_columns)}")
             cols = ["step"] + [c for c in dict.fromkeys(columns) if c != "step"]
         where, params = ("", ()) if since is None else (" WHERE step > ?", (int(since),))
-        table = self._packed_steps(cols, where, params) if self._has_packed else None
+        stored = [c for c in cols if c in self._stored_columns]  # "step" is always stored
+        table = self._packed_steps(stored, where, params) if self._has_packed else None
         if table is None:
-            rows = self._query(f"SELECT {', '.join(cols)} FROM steps{where} ORDER BY step", params)
+            rows = self._query(f"SELECT {', '.join(stored)} FROM steps{where} ORDER BY step", params)
             table = (np.array(rows, dtype=np.float64).T.copy() if rows
-                     else np.empty((len(cols), 0), dtype=np.float64))
-        out = {c: table[i] for i, c in enumerate(cols)}
+                     else np.empty((len(stored), 0), dtype=np.float64))
+        columns = dict(zip(stored, table))
+        missing = np.full(table.shape[1], np.nan)  # columns newer than the store: NaN
+        out = {c: columns[c] if c in columns else missing.copy() for c in cols}
         out["step"] = table[0].astype(np.int64)
         return out
 
@@ -210,12 +216,12 @@ class Run:
             f"SELECT {PACKED_COLUMN} FROM steps{where} ORDER BY step", params)]
         if None in blobs:
             return None
-        width = len(self._step_columns)
+        width = len(self._stored_columns)
         data = b"".join(blobs)
         if len(data) != len(blobs) * width * PACKED_DTYPE.itemsize:
             return None
         wide = np.frombuffer(data, dtype=PACKED_DTYPE).reshape(len(blobs), width)
-        idx = [self._step_columns.index(c) for c in cols]
+        idx = [self._stored_columns.index(c) for c in cols]
         return wide[:, idx].T.astype(np.float64)
 
     def last_step(self) -> int | None:

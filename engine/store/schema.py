@@ -19,16 +19,22 @@ from engine.errors import RunStoreError
 STATUSES = ("running", "finished", "diverged", "interrupted", "failed")
 FINAL_STATUSES = ("finished", "diverged", "interrupted", "failed")
 CONTROL_COMMANDS = ("run", "pause", "stop")
-SCALAR_COLUMNS = (
+V1_SCALAR_COLUMNS = (
     "step", "t", "loss", "accuracy", "grad_norm", "lr", "tau", "threshold", "wall_s",
     "hvp_count", "transient", "neg_eigs",
 )
-INTEGER_COLUMNS = frozenset({"step", "hvp_count", "transient", "neg_eigs"})
+# schema 2: the certificate of each step (docs/metrics.md §2.4): the largest relative residual
+# of the tracked Ritz pairs, the Rayleigh–Ritz iterations and refinements, and the exponential
+# Euler step control (rejected trials, relative local error estimate of the accepted step)
+CERTIFICATE_COLUMNS = ("eig_resid", "eig_iters", "eig_refinements", "ee_rejections", "ee_err")
+SCALAR_COLUMNS = V1_SCALAR_COLUMNS + CERTIFICATE_COLUMNS
+INTEGER_COLUMNS = frozenset({"step", "hvp_count", "transient", "neg_eigs", "eig_iters",
+                             "eig_refinements", "ee_rejections"})
 SCALAR_SPECS = tuple((c, c in INTEGER_COLUMNS) for c in SCALAR_COLUMNS[1:])
 PACKED_COLUMN = "packed"
 PACKED_DTYPE = np.dtype("<f8")
 DEFAULT_STALE_AFTER = 30.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CONFIG_FILE = "config.toml"
 RUN_FILE = "run.json"
@@ -84,15 +90,13 @@ def create_schema(conn: sqlite3.Connection, num_eigs: int, meta: dict[str, str |
 
     ``meta`` holds the initial rows of the ``meta`` table; ``schema_version`` is added here.
     """
+    scalar_defs = "".join(f", {name} {'INTEGER' if is_int else 'REAL'}" for name, is_int in SCALAR_SPECS)
     lambda_defs = "".join(f", {name} REAL" for name in lambda_columns(num_eigs))
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute(
-        "CREATE TABLE steps (step INTEGER PRIMARY KEY, t REAL, loss REAL, accuracy REAL,"
-        " grad_norm REAL, lr REAL, tau REAL, threshold REAL, wall_s REAL,"
-        f" hvp_count INTEGER, transient INTEGER, neg_eigs INTEGER{lambda_defs},"
-        f" {PACKED_COLUMN} BLOB)")
+    conn.execute(f"CREATE TABLE steps (step INTEGER PRIMARY KEY{scalar_defs}{lambda_defs},"
+                 f" {PACKED_COLUMN} BLOB)")
     conn.execute("CREATE TABLE snapshots (step INTEGER NOT NULL, name TEXT NOT NULL,"
                  " value REAL, PRIMARY KEY (step, name))")
     conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, step INTEGER,"
@@ -120,6 +124,13 @@ def read_step_columns(conn: sqlite3.Connection, db: Path) -> tuple[list[str], bo
         raise RunStoreError(f"{db} was written by a newer eos-tui (store schema {version}, this "
                             f"version reads up to {SCHEMA_VERSION}); upgrade eos-tui to read it")
     columns = [c for c in table_columns if c != PACKED_COLUMN]
-    if columns[: len(SCALAR_COLUMNS)] != list(SCALAR_COLUMNS):
+    if columns[: len(V1_SCALAR_COLUMNS)] != list(V1_SCALAR_COLUMNS):
         raise RunStoreError(f"{db} is not an eos-tui metric store (unexpected steps table)")
     return columns, PACKED_COLUMN in table_columns
+
+
+def logical_step_columns(stored: list[str]) -> list[str]:
+    """The columns a reader presents for a ``steps`` table with columns ``stored``: every column
+    of the current schema (those an older store lacks read as NaN), then the store's others
+    (``lambda_H_1..K``) in their order."""
+    return list(SCALAR_COLUMNS) + [c for c in stored if c not in SCALAR_COLUMNS]

@@ -47,6 +47,7 @@ from engine.store.schema import (
 )
 
 _HEARTBEAT_MIN_INTERVAL = 1.0
+_NEG_EIGS = SCALAR_COLUMNS.index("neg_eigs")
 
 
 class RunWriter:
@@ -207,8 +208,8 @@ class RunWriter:
             if len(seq) > self.num_eigs:
                 raise ValueError(f"{len(seq)} eigenvalues given, the run records {self.num_eigs}")
             lambdas[: len(seq)] = [None if x != x else x for x in seq]
-            if values[-1] is None:  # neg_eigs defaults to the NaN count of lambda_H
-                values[-1] = sum(1 for x in seq if x != x)
+            if values[_NEG_EIGS] is None:  # neg_eigs defaults to the NaN count of lambda_H
+                values[_NEG_EIGS] = sum(1 for x in seq if x != x)
         for i, name in enumerate(self._lambda_names):
             if name in row:
                 lambdas[i] = real(row[name])
