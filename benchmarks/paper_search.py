@@ -32,8 +32,11 @@ from pathlib import Path
 
 from engine.store import open_run
 
-# The faithful Dice, paper net at width 128 (cost), cross-entropy, an accurate EE flow:
-# maximum step η = 0.005 (τ = min(η, 1/|λ_{k+1}|)), snapshots every 50 steps.
+# The faithful Dice, paper net at width 128 (cost), cross-entropy, an accurate EE flow: maximum
+# step η = 0.005, snapshots every 50 steps, 2000 steps (t = 10). The table in docs/metrics.md §5
+# was measured before exponential Euler had step-size control (τ = min(η, 1/|λ_{k+1}|)); with
+# the control τ ≤ η = 0.005 still, so a rerun follows the same flow (checked for gain 0.75:
+# the controlled run with η = 1 agrees within 1% in loss and 2% in λ1 at equal t).
 FLOW = ["train.solver=ee", "train.lr=0.005", "metrics.snapshot_every=50"]
 GAIN_GRID: dict[str, tuple[str, list[str]]] = {
     f"gain-{g}": ("dice-ce", ["model.width=128", f"model.init_gain={g}", *FLOW, "train.max_steps=2000"])
@@ -41,16 +44,16 @@ GAIN_GRID: dict[str, tuple[str, list[str]]] = {
 }
 
 # Small settings for a CPU showcase: sharpness under EE rises ≥ 5× after the transient and P^1
-# carries the rise. Varied one or two at a time from a small base (16×16 Dice, n=256, 4×64).
+# carries the rise. Varied one at a time from a small base (16×16 Dice, n=256, 4×64, gain 0.75),
+# trained to the target loss by exponential Euler with step-size control (η = 1 is only a cap).
 _BASE = {"data.image_size": "16", "data.size": "256", "model.depth": "4", "model.width": "64",
-         "model.init_gain": "1.0", "train.criterion": "ce"}
+         "model.init_gain": "0.75", "train.criterion": "ce"}
 _SHOWCASE_VARIANTS: dict[str, dict[str, str]] = {
     "base": {},
     "gain-0.5": {"model.init_gain": "0.5"},
-    "gain-0.75": {"model.init_gain": "0.75"},
-    "gain-1.4": {"model.init_gain": "1.4142135623730951"},
+    "gain-1.0": {"model.init_gain": "1.0"},
     "n-128": {"data.size": "128"},
-    "n-1024": {"data.size": "1024"},
+    "n-512": {"data.size": "512"},
     "width-32": {"model.width": "32"},
     "width-128": {"model.width": "128"},
     "depth-3": {"model.depth": "3"},
@@ -61,7 +64,7 @@ _SHOWCASE_VARIANTS: dict[str, dict[str, str]] = {
 }
 SHOWCASE_GRID: dict[str, tuple[str, list[str]]] = {
     name: ("dice-ce", [f"{k}={v}" for k, v in {**_BASE, **variant}.items()]
-           + [*FLOW, "train.lr=0.01", "metrics.snapshot_every=25", "train.max_steps=3000"])
+           + ["train.solver=ee", "train.lr=1.0", "metrics.snapshot_every=25", "train.max_steps=3000"])
     for name, variant in _SHOWCASE_VARIANTS.items()
 }
 GRIDS = {"gain": GAIN_GRID, "showcase": SHOWCASE_GRID}
