@@ -1,7 +1,8 @@
 """User-facing error types.
 
 Every error a user can cause (bad config, missing data, corrupt run directory) is raised as a
-subclass of :class:`EosError`. The CLI prints its message on one line and exits non-zero; it
+subclass of :class:`EosError`. The CLI prints its message on one line and exits non-zero
+(:attr:`EosError.exit_code`: 2 for bad input, 5 when the system refuses to store data); it
 never shows a traceback for these.
 """
 
@@ -22,3 +23,10 @@ class DataError(EosError):
 
 class RunStoreError(EosError):
     """A run directory is missing, corrupt or cannot be written."""
+
+
+class StorageError(RunStoreError):
+    """The file system refused a write or read the run needs: disk full, read-only or
+    unwritable folder, I/O error. Not the user's input: retrying elsewhere may work."""
+
+    exit_code = 5

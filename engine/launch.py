@@ -1,9 +1,15 @@
-"""Run the training engine in its own process.
+"""Run the training engine in its own process, and how training answers signals.
 
 The UI never trains in its own process: it spawns ``python -m engine.launch`` and follows the
 run directory through the store. The worker runs at a lower scheduling priority so that the
-interface stays responsive on a small machine, and turns SIGTERM into the same clean
-``interrupted`` ending as Ctrl-C.
+interface stays responsive on a small machine.
+
+Signals: SIGINT, SIGTERM and SIGHUP (Ctrl-C, a cluster's preemption, a closed terminal) end a
+run the same clean way, inside the engine and in a headless ``eos-tui run``:
+:func:`interrupt_on_signals` turns the first one into :class:`SignalInterrupt` (a
+``KeyboardInterrupt``), the trainer records the run ``interrupted`` with every committed row,
+and the process exits with ``128 + signal number`` (130, 143, 129). The exit codes of a
+training process (this worker and ``eos-tui run``) are :data:`RUN_EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -14,13 +20,71 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 WORKER_NICENESS = 5
 
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that end a run ``interrupted`` (exit ``128 + signum``)."""
+
+RUN_EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3, "interrupted": 4}
+"""Exit code of a training process by the run's final status. ``interrupted`` here means
+stopped through the control channel (``s`` in the monitor); an interruption by a signal exits
+with ``128 + signum`` instead. Bad input exits 2 and a storage failure (disk full, read-only or
+unwritable folder) 5, before or while the run trains."""
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """Raised in the main thread by :func:`interrupt_on_signals` for SIGINT/SIGTERM/SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """``128 + signum`` for a :class:`SignalInterrupt`, 130 for any other KeyboardInterrupt."""
+    return exc.exit_code if isinstance(exc, SignalInterrupt) else 128 + signal.SIGINT
+
+
+@contextmanager
+def interrupt_on_signals(signals: tuple[int, ...] = INTERRUPT_SIGNALS) -> Iterator[None]:
+    """Turn the first of ``signals`` into :class:`SignalInterrupt`; ignore the next ones.
+
+    Later signals arrive while the run is being closed (the final status, the last event);
+    raising again there could leave it half-written, so they are dropped until the block ends.
+    Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        if fired:
+            return
+        fired.append(signum)
+        raise SignalInterrupt(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
 
 def spawn_training(config: dict, out_dir: Path, log_path: Path | None = None) -> subprocess.Popen:
-    """Start training ``config`` into ``out_dir`` in a child process; its output goes to ``log_path``."""
+    """Start training ``config`` into ``out_dir`` in a child process; its output goes to ``log_path``
+    (default: ``.NAME.log`` beside the run directory), kept on the process as ``log_path``."""
     out_dir = Path(out_dir)
     log_path = Path(log_path) if log_path else out_dir.parent / f".{out_dir.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,38 +94,50 @@ def spawn_training(config: dict, out_dir: Path, log_path: Path | None = None) ->
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=str(Path(__file__).resolve().parent.parent))
     finally:
         log.close()
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
 
 
-def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise KeyboardInterrupt
+def last_log_line(proc: subprocess.Popen) -> str | None:
+    """The last non-empty line the engine wrote to its log (its ``error:`` line when it failed)."""
+    path = getattr(proc, "log_path", None)
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines() if path else []
+    except OSError:
+        return None
+    return next((line.strip() for line in reversed(lines) if line.strip()), None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.errors import EosError
+    from engine.errors import EosError, StorageError
     from engine.trainer import train
 
     parser = argparse.ArgumentParser(description="eos-tui training worker")
     parser.add_argument("--out", required=True)
     parser.add_argument("--config-json", required=True)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         os.nice(WORKER_NICENESS)
     except OSError:
         pass
     try:
-        result = train(json.loads(args.config_json), Path(args.out))
-    except KeyboardInterrupt:
-        return 130
+        with interrupt_on_signals():
+            result = train(json.loads(args.config_json), Path(args.out))
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {str(exc) or 'interrupted by SIGINT'}; the run is kept", file=sys.stderr)
+        return interrupt_exit_code(exc)
     except EosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return StorageError.exit_code
     print(f"{result.status}: {result.message}")
-    return 0
+    return RUN_EXIT_CODES.get(result.status, 1)
 
 
 if __name__ == "__main__":

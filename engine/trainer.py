@@ -30,7 +30,7 @@ from engine.config import SOLVER_NAMES, num_eigs, stiff_dim
 from engine.criteria import get_criterion
 from engine.data import TrainingSet, load_training_set, resolve_data_dir
 from engine.eigensolver import NonFiniteError
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EosError, RunStoreError
 from engine.lr_rule import resolve_lr
 from engine.model import MLPSpec, init_params
 from engine.products import LossProblem
@@ -202,13 +202,12 @@ class Trainer:
             if self.on_event:
                 self.on_event(status, message)
             writer.close(status, message)
-        except KeyboardInterrupt:
-            writer.log_event(max(step, 0), "interrupted", "interrupted (Ctrl-C or SIGTERM)")
-            writer.close("interrupted", "interrupted (Ctrl-C or SIGTERM)")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP via engine.launch
+            _end_run(writer, step, "interrupted", str(exc) or "interrupted by SIGINT (Ctrl-C)")
             raise
         except BaseException as exc:
-            writer.log_event(max(step, 0), "failed", f"{type(exc).__name__}: {exc}")
-            writer.close("failed", f"{type(exc).__name__}: {exc}")
+            _end_run(writer, step, "failed", str(exc) if isinstance(exc, EosError)
+                     else f"{type(exc).__name__}: {exc}")
             raise
         return TrainResult(self.run_dir, status, message, step + 1, loss)
 
@@ -269,6 +268,21 @@ class Trainer:
     def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
         state = {k: v.detach().cpu() for k, v in self.solver.state_dict().items()}
         writer.save_checkpoint(step, {"theta": theta.detach().cpu(), **state})
+
+
+def _end_run(writer: RunWriter, step: int, status: str, message: str) -> None:
+    """Record how an aborted run ended. Best effort, for the exception that ends it is
+    re-raised: on a full disk the event may not fit, the status still does (the writer's
+    reserve), and if neither can be written the run reads ``interrupted`` once this process is
+    gone."""
+    try:
+        writer.log_event(max(step, 0), status, message)
+    except RunStoreError:
+        pass
+    try:
+        writer.close(status, message)
+    except RunStoreError:
+        pass
 
 
 def train(cfg: dict, run_dir: Path | str, *, on_step: Callable[[dict], None] | None = None,

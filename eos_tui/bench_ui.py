@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
+from contextlib import contextmanager
 import tempfile
 import time
 from pathlib import Path
@@ -150,6 +151,39 @@ async def _live_latency(path: Path, presses: int, gap: float) -> dict:
     return {"handled": handled, "plots": plotted, "all_plots": all_plotted, "rows_during": rows[0]}
 
 
+@contextmanager
+def live_training(tmp: Path):
+    """A real engine process training ``dice-quick`` flat out (``LIVE_OVERRIDES``) into
+    ``tmp/live``; yields the run directory once it exists, stops (then kills) the engine after."""
+    from engine.config import load_preset
+    from engine.launch import spawn_training
+    from engine.store import send_control
+
+    live = tmp / "live"
+    proc = spawn_training(load_preset("dice-quick", LIVE_OVERRIDES), live, log_path=tmp / "live.log")
+    try:
+        deadline = time.monotonic() + 120
+        while not (live / "run.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"training did not start: {(tmp / 'live.log').read_text()[-500:]}")
+            time.sleep(0.1)
+        yield live
+    finally:
+        try:
+            send_control(live, "stop")
+        except Exception:  # noqa: BLE001 - best effort before terminating
+            pass
+        try:
+            proc.wait(timeout=20)
+        except Exception:  # noqa: BLE001
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                proc.kill()
+                proc.wait()
+
+
 def _stats(label: str, xs: list[float]) -> dict:
     ms = [1000 * x for x in xs]
     return {"measure": label, "n": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
@@ -164,9 +198,6 @@ def run(quick: bool = False, console=None) -> dict:
     except ImportError as exc:  # pragma: no cover - the app is part of the package
         res.skipped = f"the Textual app is not importable: {exc}"
         return res.as_dict()
-    from engine.config import load_preset
-    from engine.launch import spawn_training
-    from engine.store import send_control
 
     rows = 20_000 if quick else 100_000
     presses, gap = (8, 0.05) if quick else (60, 0.1)
@@ -190,30 +221,8 @@ def run(quick: bool = False, console=None) -> dict:
         res.target(f"open a {rows}-row replay (every plot drawn)", open_row["first_paint_s"], "info", None)
 
         # ---- live: key presses while the engine trains flat out
-        cfg = load_preset("dice-quick", LIVE_OVERRIDES)
-        live = tmp / "live"
-        proc = spawn_training(cfg, live, log_path=tmp / "live.log")
-        try:
-            deadline = time.monotonic() + 120
-            while not (live / "run.json").exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"training did not start: {(tmp / 'live.log').read_text()[-500:]}")
-                time.sleep(0.1)
+        with live_training(tmp) as live:
             lat = asyncio.run(_live_latency(live, presses, gap))
-        finally:
-            try:
-                send_control(live, "stop")
-            except Exception:  # noqa: BLE001 - best effort before terminating
-                pass
-            try:
-                proc.wait(timeout=20)
-            except Exception:  # noqa: BLE001
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except Exception:  # noqa: BLE001
-                    proc.kill()
-                    proc.wait()
         rows_live = [_stats("key → header shows it", lat["handled"]),
                      _stats("key → sharpness plot redrawn", lat["plots"]),
                      _stats("key → all 4 x-axis plots redrawn", lat["all_plots"])]

@@ -27,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from engine.errors import DataError
 
@@ -44,6 +45,11 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Data directory (default: $EOS_TUI_DATA, then the user cache, ~/.cache/eos-tui)."),
 ]
 Name = Annotated[str, typer.Argument(metavar="NAME", help=f"Data set: {', '.join(DOWNLOADABLE)}.", show_default=False)]
+
+
+def say(text: str) -> None:
+    """Print ``text`` as it is (paths may hold ``[`` and ``]``: never parsed as markup)."""
+    console.print(Text(text), highlight=False, soft_wrap=True)
 
 
 def _module(name: str) -> ModuleType:
@@ -88,7 +94,7 @@ def fetch_command(name: Name, data_dir: DataDir = None) -> None:
     root = _root(data_dir)
     with _bar(f"downloading {name}", unit="bytes") as update:
         path = module.fetch(root, progress=update)
-    console.print(f"{name}: {module.status(root)} — in {path}", highlight=False, soft_wrap=True)
+    say(f"{name}: {module.status(root)} — in {path}")
 
 
 @data_app.command("import")
@@ -104,7 +110,7 @@ def import_command(
     module = _module(name)
     root = _root(data_dir)
     path = module.import_files(root, list(paths))
-    console.print(f"{name}: {module.status(root)} — in {path}", highlight=False, soft_wrap=True)
+    say(f"{name}: {module.status(root)} — in {path}")
 
 
 @data_app.command("embed")
@@ -113,14 +119,23 @@ def embed_command(
     data_dir: DataDir = None,
     model: Annotated[str, typer.Option(help="Hugging Face model name or local folder.")] = "roberta-base",
 ) -> None:
-    """Compute and cache the RoBERTa token embeddings of SST (needs the `embed` extra)."""
+    """Compute and cache the RoBERTa token embeddings of SST (needs the `embed` extra).
+
+    States the disk and time it needs before it starts (and refuses when the disk lacks the
+    room), then shows progress with an ETA. Without internet and without the model in the
+    Hugging Face cache it fails within seconds."""
     if name != "sst":
         raise DataError(f"only sst has an embedding step, not {name!r}: run `eos-tui data embed sst`")
     module = _module(name)
     root = _root(data_dir)
+    module.load_sentences(root)  # the sentences are imported and intact
+    module.check_model(model)  # offline and not cached: fails within seconds
+    say(module.plan_embedding(root, model=model).describe())
+    say(f"loading {model} …")
+    embedder = module.roberta_embedder(model)
     with _bar(f"embedding sst with {model}", unit="items") as update:
-        path = module.embed(root, model=model, progress=update)
-    console.print(f"sst: {module.status(root)} — in {path}", highlight=False, soft_wrap=True)
+        path = module.embed(root, model=model, embedder=embedder, progress=update)
+    say(f"sst: {module.status(root)} — in {path}")
 
 
 @data_app.command("list")
@@ -129,21 +144,21 @@ def list_command(data_dir: DataDir = None) -> None:
     from engine.data.registry import DATASETS, dataset_module
 
     root = _root(data_dir)
-    table = Table(title=f"data sets in {root}", title_justify="left")
+    table = Table(title=Text(f"data sets in {root}"), title_justify="left")
     table.add_column("name")
     table.add_column("status", overflow="fold")
     table.add_column("location", overflow="fold")
     for name in DATASETS:
         if name in DOWNLOADABLE:
             module = _module(name)
-            table.add_row(name, module.status(root), str(module.dataset_dir(root)))
+            table.add_row(*map(Text, (name, module.status(root), str(module.dataset_dir(root)))))
             continue
         try:
             module = dataset_module(name)
         except DataError as exc:
-            table.add_row(name, f"unavailable: {exc}", "-")
+            table.add_row(*map(Text, (name, f"unavailable: {exc}", "-")))
             continue
         built_in = not module.NEEDS_DOWNLOAD
         state = "built in" if built_in else ("ready" if module.available(root) else "missing")
-        table.add_row(name, state, "generated" if built_in else str(root / name))
+        table.add_row(*map(Text, (name, state, "generated" if built_in else str(root / name))))
     console.print(table)

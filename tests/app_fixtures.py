@@ -95,10 +95,14 @@ def synthetic_snapshot(step: int, depth: int) -> dict[str, float]:
 
 def synthetic_run(path: Path, *, steps: int = 60, solver: str = "gd", lr: float = 0.3, depth: int = 3,
                   k: int = 2, snapshot_every: int = 10, status: str | None = "finished",
-                  name: str | None = None, preset: str = "synthetic") -> Path:
-    """Write a controlled run with ``RunWriter`` (``status=None`` leaves it ``running``)."""
+                  name: str | None = None, preset: str = "synthetic", meta: dict | None = None,
+                  snapshot_extra=None) -> Path:
+    """Write a controlled run with ``RunWriter`` (``status=None`` leaves it ``running``).
+
+    ``meta`` overrides fields of ``run.json`` (e.g. ``n_train``); ``snapshot_extra(step)`` adds
+    values to each snapshot (e.g. a ``lambda_G1_converged`` flag)."""
     path = Path(path)
-    meta = _meta(name or path.name, solver, lr, depth, k, preset=preset)
+    meta = dict(_meta(name or path.name, solver, lr, depth, k, preset=preset), **(meta or {}))
     config = {"preset": preset, "train": {"solver": solver, "lr": lr, "target_loss": 0.01},
               "model": {"depth": depth}}
     w = RunWriter.create(path, config=config, meta=meta, num_eigs=k, heartbeat_interval=None)
@@ -106,7 +110,7 @@ def synthetic_run(path: Path, *, steps: int = 60, solver: str = "gd", lr: float 
     for chunk in range(0, steps, 5000):
         w.append_steps(rows[chunk:chunk + 5000])
     for s in range(0, steps, snapshot_every):
-        w.append_snapshot(s, synthetic_snapshot(s, depth))
+        w.append_snapshot(s, dict(synthetic_snapshot(s, depth), **(snapshot_extra(s) if snapshot_extra else {})))
     if status is not None:
         w.close(status)
     else:

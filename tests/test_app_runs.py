@@ -1,6 +1,8 @@
 """Pilot tests of the run browser: columns, sorting, filtering, replay on Enter, compare by marks."""
 
+import os
 import shutil
+import time
 
 import pytest
 
@@ -25,6 +27,9 @@ def browse_root(tmp_path_factory, runs_root):
     bad.mkdir()
     (bad / "run.json").write_text("{not json")
     (bad / "metrics.sqlite").write_bytes(b"garbage")
+    settled = time.time() - 10  # an unreadable run is judged corrupt once its files settle
+    for p in [bad, *bad.iterdir()]:
+        os.utime(p, (settled, settled))
     return root
 
 

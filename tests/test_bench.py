@@ -51,7 +51,7 @@ def _check_result(result: dict, name: str) -> None:
 
 
 def test_names_and_unknown_name():
-    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "ui", "scaling"]
+    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "ui", "plot", "scaling"]
     assert bench.resolve(None) == bench.names()
     assert bench.resolve(["step", "step", "ui"]) == ["step", "ui"]
     with pytest.raises(ConfigError) as exc:
@@ -161,3 +161,16 @@ def test_ui_quick():
     live = res["tables"][1]["rows"]
     # every press reached the header, the sharpness panel and all four x-axis panels
     assert [row["n"] for row in live] == [8, 8, 8] and all(row["p99_ms"] >= 0 for row in live)
+
+
+@pytest.mark.slow
+def test_plot_quick():
+    res = bench.run_benchmark("plot", quick=True)
+    _check_result(res, "plot")
+    plot_all, per_figure, keys = res["tables"]
+    assert "figure all" in plot_all["rows"][0]["measure"] and plot_all["rows"][0]["median_s"] > 0
+    assert {r["figure"] for r in per_figure["rows"]} >= {"sharpness", "overlap", "alignment", "layers", "factors"}
+    # a CSV holds every point even where the drawn line is an envelope
+    sharp = next(r for r in per_figure["rows"] if r["figure"] == "sharpness")
+    assert sharp["csv_rows"] > sharp["drawn"]
+    assert [r["n"] for r in keys["rows"]][:2] == [3, 3]

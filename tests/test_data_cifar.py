@@ -189,13 +189,71 @@ def test_bad_arguments(imported: Path) -> None:
         cifar.load_train(imported, np.array([100]), {})
     with pytest.raises(DataError, match="takes no options"):
         cifar.load_train(imported, np.arange(2), {"normalise": False})
-    with pytest.raises(DataError, match="takes one file"):
+    with pytest.raises(DataError, match="takes one path"):
         cifar.import_files(imported, [])
 
 
 def test_import_files_accepts_folder(tmp_path: Path, fake: FakeCifar) -> None:
     cifar.import_files(tmp_path, [fake.path.parent], expected_md5=fake.md5)
     assert cifar.n_train(tmp_path) == 100
+
+
+def _extract(fake: FakeCifar, where: Path) -> Path:
+    """The archive extracted as `tar xzf` does: ``where/cifar-10-batches-py/``."""
+    import tarfile
+
+    with tarfile.open(fake.path) as tar:
+        tar.extractall(where, filter="data")
+    return where / cifar.ARCHIVE_DIR
+
+
+def _official(folder: Path) -> dict[str, str]:
+    """The small test files' md5s, standing in for the official ones."""
+    import hashlib
+
+    return {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in cifar.FILE_MD5}
+
+
+def test_official_file_checksums_are_pinned() -> None:
+    assert set(cifar.FILE_MD5) == {*cifar.TRAIN_FILES, cifar.TEST_FILE, cifar.META_FILE}
+    assert cifar.FILE_MD5["data_batch_1"] == "c99cafc152244af753f735de768cd75f"
+    assert all(len(v) == 32 for v in cifar.FILE_MD5.values())
+
+
+@pytest.mark.parametrize("give", ["folder", "parent"])
+def test_extracted_folder_is_imported_after_its_checksums(tmp_path: Path, fake: FakeCifar,
+                                                          monkeypatch: pytest.MonkeyPatch, give: str) -> None:
+    folder = _extract(fake, tmp_path / "src")
+    with pytest.raises(DataError, match="data_batch_1 failed its checksum .*expected c99cafc152244af753f735de768cd75f"):
+        cifar.import_files(tmp_path / "d", [folder])  # the official md5s reject the small files
+    assert not (tmp_path / "d" / "cifar10").exists()
+    monkeypatch.setattr(cifar, "FILE_MD5", _official(folder))
+    root = cifar.import_files(tmp_path / "d", [folder if give == "folder" else folder.parent])
+    assert cifar.n_train(tmp_path / "d") == 100
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["source"]["folder"] == cifar.ARCHIVE_DIR and len(manifest["source"]["md5"]) == 7
+    X, y = cifar.load_train(tmp_path / "d", np.arange(5), {})
+    np.testing.assert_allclose(X, _expected(fake, np.arange(5)))
+    np.testing.assert_array_equal(y, fake.labels[:5])
+
+
+def test_extracted_folder_with_an_altered_or_missing_batch(tmp_path: Path, fake: FakeCifar,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _extract(fake, tmp_path / "src")
+    monkeypatch.setattr(cifar, "FILE_MD5", _official(folder))
+    raw = bytearray((folder / "data_batch_3").read_bytes())
+    raw[-100] ^= 0xFF
+    (folder / "data_batch_3").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="data_batch_3 failed its checksum") as info:
+        cifar.import_files(tmp_path / "d", [folder])
+    assert "\n" not in str(info.value)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataError, match="lacks data_batch_3"):
+        cifar.import_files(tmp_path / "d", [folder])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds neither"):
+        cifar.import_files(tmp_path / "d", [tmp_path / "empty"])
+    assert not (tmp_path / "d" / "cifar10").exists()
 
 
 def test_fetch_from_local_server(tmp_path: Path, fake: FakeCifar, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,11 @@ uses, fed by a deterministic stand-in for RoBERTa (``transformers`` is not insta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import socket
 import struct
 import sys
 from pathlib import Path
@@ -250,11 +253,142 @@ def test_model_load_failure_is_a_data_error(imported: Path, monkeypatch: pytest.
     fake = types.SimpleNamespace(AutoTokenizer=types.SimpleNamespace(from_pretrained=offline),
                                  AutoModel=types.SimpleNamespace(from_pretrained=offline))
     monkeypatch.setitem(sys.modules, "transformers", fake)
-    with pytest.raises(DataError) as info:
-        sst.embed(imported)
+    with _listening_hub(monkeypatch):  # the hub answers; loading fails later
+        with pytest.raises(DataError) as info:
+            sst.embed(imported)
     message = str(info.value)
     assert "could not load model 'roberta-base' (We couldn't connect" in message
     assert "`eos-tui data embed sst`" in message and "\n" not in message
+
+
+@contextlib.contextmanager
+def _listening_hub(monkeypatch: pytest.MonkeyPatch):
+    """``$HF_ENDPOINT`` on a local HTTP server that answers (404 to everything)."""
+    with RangeServer({}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url("/"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        yield
+
+
+@contextlib.contextmanager
+def _silent_hub(monkeypatch: pytest.MonkeyPatch):
+    """``$HF_ENDPOINT`` on a port that accepts connections and never answers (a captive or
+    filtered network)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        yield
+
+
+def _slow_transformers(monkeypatch: pytest.MonkeyPatch) -> list:
+    """A stand-in for transformers whose loading takes a minute, as its retries do offline."""
+    import time
+    import types
+
+    calls: list = []
+
+    def slow(name: str, **kwargs) -> None:
+        calls.append(name)
+        time.sleep(60)
+
+    fake = types.SimpleNamespace(AutoTokenizer=types.SimpleNamespace(from_pretrained=slow),
+                                 AutoModel=types.SimpleNamespace(from_pretrained=slow))
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # nothing is cached
+    return calls
+
+
+@pytest.mark.parametrize("offline", ["refused", "silent", "env"])
+def test_embed_offline_fails_within_5_seconds_with_one_line(imported: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          offline: str) -> None:
+    import time
+
+    from datafiles import unused_port_url
+
+    calls = _slow_transformers(monkeypatch)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if offline == "refused":
+            monkeypatch.setenv("HF_ENDPOINT", unused_port_url("/"))
+        elif offline == "silent":
+            stack.enter_context(_silent_hub(monkeypatch))
+        else:
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(DataError) as info:
+            sst.embed(imported)
+    assert time.monotonic() - start <= 5.0
+    message = str(info.value)
+    assert "not in the Hugging Face cache and the hub cannot be reached" in message and "\n" not in message
+    assert "--model DIR" in message and not calls
+
+
+def test_embed_plan_states_disk_and_time(imported: Path) -> None:
+    plan = sst.plan_embedding(imported, flops=65e9)
+    assert plan.sentences == N and plan.disk_bytes == sst.cache_bytes(N)
+    text = plan.describe()
+    assert f"embedding {N:,} sentences needs" in text and "free" in text and "ETA" in text
+    # the full GLUE SST-2 split: the cache is 3.3 GB, and at 65 GFLOP/s about two hours
+    full = sst.plan_embedding(imported, flops=65e9)
+    seconds = sst.N_TRAIN * sst.N_TOKENS * 2 * sst.ENCODER_PARAMS / (65e9 * sst.TRANSFORMER_EFFICIENCY)
+    assert 90 * 60 < seconds < 150 * 60 and full.seconds > 0
+    assert abs(sst.cache_bytes(sst.N_TRAIN) / 1e9 - 3.3) < 0.05
+    assert sst.matmul_flops(0.05) > 1e8
+
+
+def test_embedded_cache_has_the_planned_size(embedded: Path) -> None:
+    size = _cache_path(embedded).stat().st_size
+    assert size - 8 - len(json.dumps({})) < sst.cache_bytes(N, chunk_rows=16) <= size + 64
+
+
+def test_embed_refuses_when_the_disk_lacks_room(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(sst.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DataError, match=r"needs .* but only 0.0 MB is free"):
+        sst.plan_embedding(imported)
+
+
+def test_cli_embed_offline_fails_within_5_seconds(imported: Path) -> None:
+    """The real command in a subprocess, start-up included: one error line, within 5 s."""
+    import subprocess
+    import time
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", EOS_TUI_DATA=str(imported), HF_HOME=str(imported / "hf"))
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "eos_tui.cli", "data", "embed", "sst"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - start <= 5.0
+    assert res.returncode == 2, res.stderr
+    err = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in res.stderr
+    expected = "cannot be reached" if _installed_transformers() else "pip install 'eos-tui[embed]'"
+    assert expected in err[0]
+
+
+def test_cli_embed_states_the_plan_before_it_starts(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the model available: the disk and time line, then progress, then the cache."""
+    from typer.testing import CliRunner
+
+    from eos_tui.cli import app
+
+    monkeypatch.setattr(sst, "check_model", lambda model: True)
+    monkeypatch.setattr(sst, "roberta_embedder", lambda model: fake_embedder)
+    result = CliRunner().invoke(app, ["data", "embed", "sst", "--data-dir", str(imported)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert out.index(f"embedding {N:,} sentences needs") < out.index("sst: ready: 70 sentences")
+    assert "free, and about" in out and "ETA" in out
+
+
+def _installed_transformers() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("transformers") is not None
 
 
 def test_bad_arguments(embedded: Path) -> None:

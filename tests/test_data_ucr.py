@@ -101,16 +101,23 @@ def _header_with(key: str, line: str | None) -> list[str]:
 
 @pytest.mark.parametrize(("header", "cases", "match"), [
     (_header_with("@problemName", "@problemName BasicMotions"), 15, "problemName"),
-    (_header_with("@dimensions", "@dimensions 3"), 15, "3 dimensions"),
-    (_header_with("@seriesLength", "@seriesLength 600"), 15, "600 values"),
+    (_header_with("@dimensions", "@dimensions 3"), 15, "expected 3 dimensions"),
+    (_header_with("@seriesLength", "@seriesLength 600"), 15, "640 values, expected 600"),
+    (_header_with("@seriesLength", "@seriesLength many"), 15, "@serieslength must be a positive integer"),
     (_header_with("@classLabel", "@classLabel true n s"), 15, "label 't' is not one of n s"),
     (_header_with("@classLabel", "@classLabel false"), 15, "classLabel"),
-    (_header_with("@missing", "@missing true"), 15, "@missing must be false"),
-    (_header_with("@timeStamps", "@timeStamps true"), 15, "@timestamps must be false"),
-    (_header_with("@equalLength", None), 15, "@equallength must be true"),
-    (_header_with("@data", None), 15, "expected a header field"),
-    ([*AF_HEADER[:-1], "@targetLabel true", "@data"], 15, "unexpected header field"),
+    (_header_with("@classLabel", None), 15, "classLabel"),
+    (_header_with("@classLabel", "@classLabel true n s n t"), 15, "a label twice"),
+    (_header_with("@missing", "@missing maybe"), 15, "@missing must be true or false"),
+    (_header_with("@timeStamps", "@timeStamps true"), 15, "timestamps are not supported"),
+    (_header_with("@equalLength", "@equalLength false"), 15, "unequal length are not supported"),
+    (_header_with("@univariate", "@univariate true"), 15, "@univariate true but @dimension 2"),
+    (_header_with("@data", None), 15, "expected an @identifier"),
+    (_header_with("@data", "@data now"), 15, "text after @data"),
+    (_header_with("@problemName", "@problemName AtrialFibrillation\n@problemName again"), 15, "given twice"),
+    ([*AF_HEADER[:-1], "@targetLabel true", "@data"], 15, "regression file"),
     (AF_HEADER, 14, "14 cases"),
+    (AF_HEADER, 0, "no cases"),
 ])
 def test_strict_structure(tmp_path: Path, header: list[str], cases: int, match: str) -> None:
     values, labels = af_cases(0, n_cases=cases)
@@ -125,10 +132,14 @@ def test_strict_structure(tmp_path: Path, header: list[str], cases: int, match: 
 
 
 @pytest.mark.parametrize(("edit", "match"), [
-    (lambda line: line.replace(",", ",?,", 1), "not a number|640 values"),
-    (lambda line: line.replace(",", ",abc,", 1), "not a number"),
+    (lambda line: line.replace(",", ",?,", 1), "missing value '\\?' in dimension 1 at position 2"),
+    (lambda line: line.replace(",", ",NaN,", 1), "missing value 'NaN'"),
+    (lambda line: line.replace(",", ",inf,", 1), "non-finite value 'inf'"),
+    (lambda line: line.replace(",", ",abc,", 1), "value 'abc' in dimension 1 is not a number"),
+    (lambda line: line.replace(",", ",,", 1), "value '' in dimension 1 is not a number"),
     (lambda line: line.rsplit(":", 1)[0] + ":x", "label 'x'"),
     (lambda line: line.replace(":", ",", 1), "fields"),
+    (lambda line: line.rsplit(",", 1)[0] + ":" + line.rsplit(":", 1)[1], "639 values, expected 640"),
 ])
 def test_bad_data_lines(tmp_path: Path, edit, match: str) -> None:
     values, labels = af_cases(0)
@@ -138,8 +149,9 @@ def test_bad_data_lines(tmp_path: Path, edit, match: str) -> None:
     train.write_text("\n".join(lines) + "\n")
     test = tmp_path / "AtrialFibrillation_TEST.ts"
     test.write_text(ts_text(*af_cases(1)))
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(DataError, match=match) as info:
         ucr.import_files(tmp_path / "data", [train, test])
+    assert f"line {len(AF_HEADER) + 5}:" in str(info.value)
 
 
 def test_header_is_case_insensitive_and_tolerates_comments_and_crlf(tmp_path: Path) -> None:
@@ -149,6 +161,49 @@ def test_header_is_case_insensitive_and_tolerates_comments_and_crlf(tmp_path: Pa
     ts = ucr.parse_ts(text, "x.ts")
     assert ts.values.shape == (15, 2, 640) and ts.class_labels == ("n", "s", "t")
     np.testing.assert_allclose(ts.values, values)
+
+
+def _variant(header: list[str], *, bom: bool = False, tabs: bool = False, spaced_values: bool = False) -> bytes:
+    values, labels = af_cases(0)
+    text = ts_text(values, labels, header)
+    if tabs:  # identifier and value separated by tabs, as in some archive files
+        text = "\n".join(line.replace(" ", "\t", 1) if line.startswith("@") else line for line in text.splitlines()) + "\n"
+    if spaced_values:
+        text = text.replace(",", ", ").replace(":", " : ")
+    raw = text.encode("utf-8")
+    return b"\xef\xbb\xbf" + raw if bom else raw
+
+
+@pytest.mark.parametrize("variant", [
+    dict(header=AF_HEADER, bom=True),
+    dict(header=AF_HEADER, tabs=True),
+    dict(header=AF_HEADER, bom=True, tabs=True, spaced_values=True),
+    dict(header=_header_with("@dimensions", "@dimension 2")),  # the spec's spelling
+    dict(header=_header_with("@dimensions", "@dimension\t2")),
+    # every identifier but @classLabel and @data is optional: dimensions and length come from the data
+    dict(header=[h for h in AF_HEADER if h.split()[0] in ("#The", "@classLabel", "@data")]),
+    dict(header=[h for h in AF_HEADER if not h.startswith(("@timeStamps", "@missing", "@univariate", "@equalLength"))]),
+    dict(header=[*AF_HEADER[:-1], "@someFutureIdentifier whatever", "@data"]),  # unknown identifiers are ignored
+    dict(header=_header_with("@missing", "@missing true")),  # declared, but none present: fine
+])
+def test_spec_variants_found_in_the_archive_are_read(tmp_path: Path, variant: dict) -> None:
+    values, labels = af_cases(0)
+    raw = _variant(**variant)
+    ts = ucr.parse_ts(raw, "AtrialFibrillation_TRAIN.ts")
+    assert ts.values.shape == (15, 2, 640) and ts.class_labels == ("n", "s", "t")
+    np.testing.assert_allclose(ts.values, values)
+    assert [ts.class_labels[i] for i in ts.labels] == labels
+    train, test = tmp_path / "AtrialFibrillation_TRAIN.ts", tmp_path / "AtrialFibrillation_TEST.ts"
+    train.write_bytes(raw)
+    test.write_text(ts_text(*af_cases(1)))
+    root = ucr.import_files(tmp_path / "data", [train, test])
+    X, y = ucr.load_train(tmp_path / "data", np.arange(3), {})
+    assert X.shape == (3, 256) and root.is_dir()
+
+
+def test_not_utf8_is_one_clear_line() -> None:
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        ucr.parse_ts(b"@problemName \xff\xfe\n@data\n", "x.ts")
 
 
 def test_import_needs_both_splits(tmp_path: Path) -> None:

@@ -80,21 +80,3 @@ def test_listing_shows_the_rule():
     assert math.isclose(load_preset("dice-quick", [*TINY])["train"]["lr"], 0.5)
 
 
-
-def test_the_live_ui_path_shows_the_engines_own_error_line(tmp_path):
-    """Under the live UI the engine runs in its own process (engine.launch prints `error: ...` to
-    its log): when it exits before creating the run, that line is what the user sees."""
-    import subprocess
-    import sys
-
-    from engine.errors import RunStoreError
-    from eos_tui.app import _wait_exists
-
-    out = tmp_path / "run"
-    message = 'train.lr = "auto": the eigen-solve for λ1(θ0) did not converge; set train.lr to a number'
-    (tmp_path / ".run.log").write_text(f"loading…\nerror: {message}\n")
-    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"])
-    proc.wait(timeout=60)
-    with pytest.raises(RunStoreError) as err:
-        _wait_exists(out, [proc])
-    assert str(err.value) == message

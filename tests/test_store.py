@@ -455,6 +455,10 @@ def test_list_runs(tmp_path: Path) -> None:
     (tmp_path / "junk" / "file.txt").write_text("not a run")
     make_writer(tmp_path / "c_corrupt", created="2023-01-01T00:00:00+00:00").close()
     (tmp_path / "c_corrupt" / "metrics.sqlite").write_bytes(b"garbage" * 100)
+    assert [r.name for r in list_runs(tmp_path)] == ["b_newer", "a_older"]  # just changed: not judged yet
+    settled = time.time() - 10
+    for p in [tmp_path / "c_corrupt", *(tmp_path / "c_corrupt").iterdir()]:
+        os.utime(p, (settled, settled))
 
     runs = list_runs(tmp_path)
     assert [(r.name, r.status) for r in runs] == [

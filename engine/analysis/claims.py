@@ -290,14 +290,25 @@ def _counterfactual(lam: np.ndarray, p1: np.ndarray, at: np.ndarray, two: bool, 
                  f"of the rise (log scale){gd}", share, share >= P1_SHARE_AT_LEAST)
 
 
+def claims_for_columns(steps: dict, snapshots: dict, meta: dict | None, config: dict | None) -> ClaimsReport:
+    """The report of a run's columns, with its ``run.json`` (``meta``) and config."""
+    cfg, meta = config or {}, meta or {}
+    lr = meta.get("lr")
+    return evaluate(steps, snapshots, depth=int(meta.get("depth") or (cfg.get("model") or {}).get("depth", 0)),
+                    transient=int((cfg.get("metrics") or {}).get("transient_steps", 10)),
+                    solver=str(meta.get("solver") or (cfg.get("train") or {}).get("solver", "")),
+                    lr=_num(lr) if isinstance(lr, (int, float)) else None,
+                    eig_every=int((cfg.get("eig") or {}).get("every", 1)))
+
+
 def claims_for_run(run) -> ClaimsReport:
     """The report of an open run (:class:`engine.store.Run`)."""
-    cfg = run.config or {}
-    meta = run.meta or {}
-    metrics = cfg.get("metrics", {})
-    return evaluate(run.steps(), run.snapshots(), depth=int(meta.get("depth") or cfg.get("model", {}).get("depth", 0)),
-                    transient=int(metrics.get("transient_steps", 10)), solver=str(meta.get("solver", "")),
-                    lr=_num(meta.get("lr")), eig_every=int(cfg.get("eig", {}).get("every", 1)))
+    return claims_for_columns(run.steps(), run.snapshots(), run.meta, run.config)
+
+
+def claims_for_view(view) -> ClaimsReport:
+    """The report of an :class:`engine.analysis.series.RunView` (the rows a screen shows)."""
+    return claims_for_columns(view.steps, view.snaps, dict(view.meta), dict(view.config or {}))
 
 
 def run_summary(run) -> dict:

@@ -1,13 +1,16 @@
 """CIFAR-10 from the official python-pickle archive (spec §8).
 
 Source: ``cifar-10-python.tar.gz`` from https://www.cs.toronto.edu/~kriz/cifar.html
-(md5 ``c58f30108f718f92721af3b95e74349a``, the checksum published with the archive).
+(md5 ``c58f30108f718f92721af3b95e74349a``, the checksum published with the archive), or the
+``cifar-10-batches-py/`` folder it extracts to, whose seven files are checked against their
+md5s in the official archive (:data:`FILE_MD5`, the values torchvision pins).
 
 On disk (``DATA_DIR/cifar10/``): the extracted ``data_batch_1..5``, ``test_batch`` and
 ``batches.meta`` plus ``manifest.json`` holding, for every file, its size and SHA-256, the
 number of images of each batch and the per-channel training-set mean and standard
-deviation. Import (:func:`import_archive`) checks the archive's md5, extracts into a staging
-directory, validates every batch and writes the manifest; loading re-checks the sizes and
+deviation. Import (:func:`import_archive`, or :func:`import_folder` for an extracted folder)
+checks the archive's md5 (the folder's files' md5s), extracts into a staging directory,
+validates every batch and writes the manifest; loading re-checks the sizes and
 SHA-256 of the training batches (about 150 MB, well under a second) and raises
 :class:`~engine.errors.DataError` on any mismatch or truncation.
 
@@ -25,6 +28,7 @@ The training split is ``data_batch_1..5`` concatenated in order; sample ``i`` is
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import pickle
@@ -54,6 +58,16 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 MANIFEST = "manifest.json"
+FILE_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+"""md5 of each file of the official archive's ``cifar-10-batches-py/`` (as pinned by torchvision)."""
 FORMAT = 1
 _PIXELS = math.prod(INPUT_SHAPE)
 
@@ -199,30 +213,55 @@ def import_archive(data_dir: Path, archive: Path, *, expected_md5: str | None = 
             f"{archive} failed its checksum (md5 {actual}, expected {expected}): it is not the "
             f"official {ARCHIVE_NAME}; run `eos-tui data fetch {NAME}` or import a verified copy"
         )
-    members = _read_members(archive)
+    return _import_members(data_dir, _read_members(archive), str(archive),
+                           {"archive": archive.name, "md5": actual})
+
+
+def import_folder(data_dir: Path, folder: Path, *, expected_md5: dict[str, str] | None = None) -> Path:
+    """Import an extracted ``cifar-10-batches-py/`` folder into ``data_dir/cifar10``.
+
+    Each of its seven files must match its md5 in the official archive (``expected_md5``,
+    default :data:`FILE_MD5`); other files in the folder are ignored.
+    """
+    folder = Path(folder)
+    expected = {name: md5.lower() for name, md5 in (expected_md5 or FILE_MD5).items()}
+    missing = [name for name in expected if not (folder / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{folder} lacks {', '.join(missing)}: it is not an extracted {ARCHIVE_DIR}/ folder; "
+            f"pass that folder or {ARCHIVE_NAME} to `eos-tui data import {NAME}`"
+        )
+    members, md5s = {}, {}
+    for name, md5 in expected.items():
+        raw = (folder / name).read_bytes()
+        actual = hashlib.md5(raw).hexdigest()
+        if actual != md5:
+            raise DataError(
+                f"{folder / name} failed its checksum (md5 {actual}, expected {md5}): it is not the "
+                f"official CIFAR-10 {name}; run `eos-tui data fetch {NAME}` or import a verified copy"
+            )
+        members[name], md5s[name] = raw, actual
+    return _import_members(data_dir, members, str(folder), {"folder": folder.name, "md5": md5s})
+
+
+def _import_members(data_dir: Path, members: dict[str, bytes], where: str, source: dict) -> Path:
+    """Validate the seven files ``members`` (from ``where``) and install them with a manifest."""
     hist = np.zeros((3, 256), dtype=np.int64)
     counts: dict[str, int] = {}
     for name in TRAIN_FILES:
-        data, _ = _parse_batch(members[name], f"{archive}:{name}")
+        data, _ = _parse_batch(members[name], f"{where}:{name}")
         counts[name] = int(data.shape[0])
         hist += _channel_histograms(data)
-    test_data, _ = _parse_batch(members[TEST_FILE], f"{archive}:{TEST_FILE}")
-    label_names = _parse_meta(members[META_FILE], f"{archive}:{META_FILE}")
+    test_data, _ = _parse_batch(members[TEST_FILE], f"{where}:{TEST_FILE}")
+    label_names = _parse_meta(members[META_FILE], f"{where}:{META_FILE}")
     mean, std = _mean_std(hist)
     if min(std) <= 0.0:
-        raise DataError(f"{archive} has a constant colour channel: it is not CIFAR-10; run `eos-tui data fetch {NAME}`")
+        raise DataError(f"{where} has a constant colour channel: it is not CIFAR-10; run `eos-tui data fetch {NAME}`")
 
-    final = dataset_dir(data_dir)
-    staged = download.staging_dir(final)
-    files = {}
-    for name, raw in members.items():
-        (staged / name).write_bytes(raw)
-        files[name] = {"size": len(raw), "sha256": download.file_digest(staged / name)}
-    download.write_json_atomic(staged / MANIFEST, {
+    return download.install_files(dataset_dir(data_dir), members, {
         "dataset": NAME,
         "format": FORMAT,
-        "source": {"archive": archive.name, "md5": actual},
-        "files": files,
+        "source": source,
         "train_files": list(TRAIN_FILES),
         "counts": counts,
         "n_train": sum(counts.values()),
@@ -231,16 +270,23 @@ def import_archive(data_dir: Path, archive: Path, *, expected_md5: str | None = 
         "channel_std": std,
         "label_names": label_names,
     })
-    download.replace_dir(staged, final)
-    return final
 
 
 def import_files(data_dir: Path, paths: list[Path], *, expected_md5: str | None = None) -> Path:
-    """CLI entry (``eos-tui data import cifar10 PATH``): the archive, or a folder holding it."""
+    """CLI entry (``eos-tui data import cifar10 PATH``): the archive, an extracted
+    ``cifar-10-batches-py/`` folder, or a folder holding either."""
     if len(paths) != 1:
-        raise DataError(f"`eos-tui data import {NAME}` takes one file: the path of {ARCHIVE_NAME}")
+        raise DataError(f"`eos-tui data import {NAME}` takes one path: {ARCHIVE_NAME} or its extracted "
+                        f"{ARCHIVE_DIR}/ folder")
     path = Path(paths[0])
     if path.is_dir():
+        if (path / TRAIN_FILES[0]).is_file():
+            return import_folder(data_dir, path)
+        if (path / ARCHIVE_DIR / TRAIN_FILES[0]).is_file():
+            return import_folder(data_dir, path / ARCHIVE_DIR)
+        if not (path / ARCHIVE_NAME).exists():
+            raise DataError(f"{path} holds neither {ARCHIVE_NAME} nor an extracted {ARCHIVE_DIR}/ folder: "
+                            f"pass one of them to `eos-tui data import {NAME}`")
         path = path / ARCHIVE_NAME
     return import_archive(data_dir, path, expected_md5=expected_md5)
 

@@ -6,6 +6,11 @@
 - Checksums (:func:`file_digest`), JSON manifests written atomically, staged directory
   replacement and the index/option checks shared by the downloadable data sets
   (``cifar``, ``ucr``, ``sst``).
+- Permissions: everything written for a data set gets the modes of ordinary files and
+  folders, ``0666``/``0777`` less the umask (``0644``/``0755`` with the usual ``022``), like
+  files a user copies in, so a data directory shared by a group or a cluster's nodes reads
+  the same everywhere (temporary files and folders are made ``0600``/``0700`` by Python's
+  :mod:`tempfile`; :func:`public_mode` fixes them before they are published).
 
 Every failure a user can cause or fix (offline, bad checksum, truncated file) raises
 :class:`~engine.errors.DataError` with one line naming the command to run.
@@ -21,7 +26,8 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +188,39 @@ def _copy(response: Any, part: Path, start: int, total: int | None, progress: Pr
     return done
 
 
+# --------------------------------------------------------------------------- permissions
+
+
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` where possible, so it is never changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes of ordinary files:
+    ``0o666`` for files and ``0o777`` for folders, less the umask."""
+    mask = current_umask()
+    path = Path(path)
+    todo = [path]
+    while todo:
+        p = todo.pop()
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            os.chmod(p, 0o777 & ~mask)
+            todo.extend(p.iterdir())
+        else:
+            os.chmod(p, 0o666 & ~mask)
+
+
 # --------------------------------------------------------------------------- manifests and staging
 
 
@@ -193,6 +232,7 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=1, sort_keys=True)
             f.write("\n")
+        public_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -243,9 +283,40 @@ def files_present(manifest: Callable[[], dict], root: Path, names: Iterable[str]
 
 
 def staging_dir(final: Path) -> Path:
-    """A fresh empty directory next to ``final`` to prepare its new contents in."""
+    """A fresh empty directory next to ``final`` to prepare its new contents in (with the
+    mode ``final`` will have)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.import-"))
+    staged = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.import-"))
+    public_mode(staged)
+    return staged
+
+
+@contextmanager
+def staged_install(final: Path) -> Iterator[Path]:
+    """Prepare new contents of ``final`` in a staging folder (yielded); they replace ``final``
+    when the block succeeds, and are deleted when it fails (a full disk, an interrupt), leaving
+    ``final`` as it was."""
+    staged = staging_dir(final)
+    try:
+        yield staged
+        public_mode(staged)
+        replace_dir(staged, final)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def install_files(final: Path, files: dict[str, bytes], manifest: dict) -> Path:
+    """Install ``files`` (name -> bytes) as the folder ``final`` with ``manifest.json``: the
+    given ``manifest`` plus ``files`` (each one's ``size`` and ``sha256``), all written in a
+    staging folder that replaces ``final`` only once complete (:func:`staged_install`)."""
+    with staged_install(final) as staged:
+        entries = {}
+        for name, raw in files.items():
+            (staged / name).write_bytes(raw)
+            entries[name] = {"size": len(raw), "sha256": file_digest(staged / name)}
+        write_json_atomic(staged / "manifest.json", {**manifest, "files": entries})
+    return final
 
 
 def replace_dir(staged: Path, final: Path) -> None:

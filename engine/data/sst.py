@@ -32,10 +32,13 @@ byte used for training is verified and chunks holding none are not read at all.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
+import shutil
 import struct
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -388,15 +391,175 @@ def open_cache(path: Path) -> EmbeddingsCache:
     return EmbeddingsCache(path, n, 8 + length, chunk_rows, hashes, meta["labels_sha256"], dict(meta))
 
 
+# --------------------------------------------------------------------------- what embedding costs
+
+ENCODER_PARAMS = 85_054_464
+"""Weights a token passes through in roberta-base's encoder (12 layers x 7,087,872): one
+multiply-add each, so a forward pass costs about ``2 * ENCODER_PARAMS`` FLOPs per token."""
+TRANSFORMER_EFFICIENCY = 0.8
+"""[choice] The share of this machine's float32 matrix-multiply speed a transformer forward pass
+reaches (attention, GELU and layer norms run slower); the progress bar's ETA, measured as it
+goes, corrects it."""
+
+
+@dataclass(frozen=True)
+class EmbedPlan:
+    """What ``eos-tui data embed sst`` will cost, stated before it starts."""
+
+    sentences: int
+    disk_bytes: int  # the finished cache (written beside the old one, if any, then renamed)
+    free_bytes: int | None
+    seconds: float
+    where: Path
+
+    def describe(self) -> str:
+        free = "" if self.free_bytes is None else f", {_gb(self.free_bytes)} free"
+        return (f"embedding {self.sentences:,} sentences needs {_gb(self.disk_bytes)} in {self.where}{free}, "
+                f"and about {_duration(self.seconds)} here (from this machine's matrix-multiply speed; "
+                "the progress bar's ETA refines it)")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def cache_bytes(n: int, model: str = DEFAULT_MODEL, chunk_rows: int = CHUNK_ROWS) -> int:
+    """The exact size of the embeddings cache of ``n`` sentences."""
+    meta = {"model": model, "source_sha256": "0" * 64, "format": CACHE_FORMAT, "n_tokens": str(N_TOKENS),
+            "embed_dim": str(EMBED_DIM), "chunk_rows": str(chunk_rows), "labels_sha256": "0" * 64,
+            "chunk_sha256": ",".join(["0" * 64] * math.ceil(n / chunk_rows))}
+    return len(_header_bytes(n, meta)) + n * (8 + _ROW_BYTES)
+
+
+def matmul_flops(seconds: float = 0.3) -> float:
+    """This machine's float32 matrix-multiply speed (FLOP/s) at the shape of a transformer's
+    feed-forward layer (a batch of 64 sentences of 32 tokens), with torch's threads."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(64 * N_TOKENS, EMBED_DIM), torch.randn(EMBED_DIM, 4 * EMBED_DIM)
+    a @ b  # warm-up
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        a @ b
+        count += 1
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] * count / elapsed
+
+
+def plan_embedding(data_dir: Path, *, model: str = DEFAULT_MODEL, flops: float | None = None) -> EmbedPlan:
+    """Sentences, disk and time of embedding the imported sentences; a :class:`DataError` when
+    they are missing or the disk lacks the room."""
+    n = int(_sentences_manifest(data_dir)["n_sentences"])
+    where = dataset_dir(data_dir)
+    need = cache_bytes(n, model)
+    try:
+        free: int | None = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if free is not None and free < need:
+        raise DataError(f"embedding {n:,} sentences needs {_gb(need)} in {where}, but only {_gb(free)} is "
+                        f"free: free some space, or use `--data-dir` on a larger disk")
+    seconds = n * N_TOKENS * 2 * ENCODER_PARAMS / ((flops or matmul_flops()) * TRANSFORMER_EFFICIENCY)
+    return EmbedPlan(n, need, free, seconds, where)
+
+
 # --------------------------------------------------------------------------- embedding
+
+HUB_TIMEOUT = 3.0  # seconds to reach the Hugging Face hub before calling it offline
+
+
+def _installed(name: str) -> bool:
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cached(model: str) -> bool:
+    """Whether ``model`` is a local folder or already in the Hugging Face cache."""
+    if Path(model).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except Exception:  # a name that is not a repository id, a broken cache: not usable offline
+        return False
+
+
+def hub_unreachable(timeout: float = HUB_TIMEOUT) -> str | None:
+    """Why the Hugging Face hub (``$HF_ENDPOINT``, default https://huggingface.co) does not
+    answer an HTTP request within ``timeout`` seconds, or ``None`` when it does (any HTTP
+    status counts as an answer). The request runs in a thread, so a hanging resolver or a
+    network that accepts connections and then stays silent cannot hold this up."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0") or \
+            os.environ.get("TRANSFORMERS_OFFLINE", "").strip() not in ("", "0"):
+        return "offline mode is set (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)"
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # the server answered
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            outcome.append(f"{endpoint}: {getattr(reason, 'strerror', None) or reason}")
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{endpoint}: no answer within {timeout:g} s"
+
+
+def check_model(model: str = DEFAULT_MODEL) -> bool:
+    """Fail at once, with one line, when ``model`` cannot be loaded: transformers missing, or
+    the model neither local nor cached while the hub does not answer within
+    :data:`HUB_TIMEOUT` seconds. Returns whether it is local or cached. Cheap: imports neither
+    transformers nor torch."""
+    if not _installed("transformers"):
+        raise DataError(
+            f"`eos-tui data embed {NAME}` needs the optional package transformers: run "
+            "`pip install 'eos-tui[embed]'`"
+        )
+    cached = _cached(model)
+    if not cached and (reason := hub_unreachable()):
+        raise DataError(
+            f"model {model!r} is not in the Hugging Face cache and the hub cannot be reached ({reason}): "
+            f"run `eos-tui data embed {NAME}` with internet access once (Hugging Face caches it), "
+            "or pass `--model DIR` of a local copy"
+        )
+    return cached
 
 
 def roberta_embedder(model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> Embedder:
     """An :data:`Embedder` running the Hugging Face ``model`` (needs ``transformers``).
 
     Last hidden state of ``model`` on the tokenised sentence, cropped/padded to
-    :data:`N_TOKENS` tokens, with padded positions zeroed.
+    :data:`N_TOKENS` tokens, with padded positions zeroed. A model that is neither a local
+    folder nor cached needs the hub: when it cannot be reached within :data:`HUB_TIMEOUT`
+    seconds this fails at once (transformers itself would retry for about a minute).
     """
+    cached = check_model(model)
     try:
         import transformers
     except ImportError:
@@ -406,9 +569,10 @@ def roberta_embedder(model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> Emb
         ) from None
     import torch
 
+    options = {"local_files_only": True} if cached else {}
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-        network = transformers.AutoModel.from_pretrained(model)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model, **options)
+        network = transformers.AutoModel.from_pretrained(model, **options)
     except Exception as exc:  # offline, unknown name, broken cache: all fixed the same way
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(

@@ -6,10 +6,11 @@ timeseriesclassification.com, holding ``AtrialFibrillation_TRAIN.ts`` and
 classes ``n``, ``s``, ``t``.
 
 **Integrity.** The archive's publishers give no checksum for this file, so none can be
-checked against upstream. Instead, import verifies the structure strictly (every header
-field, 15 cases, 2 dimensions, length 640, no missing values, labels in the declared set
-``n s t``) and records the SHA-256 of the imported files in ``manifest.json``; every later
-load re-checks those hashes, so a file that changes after import is detected.
+checked against upstream. Instead, import parses both files by the ``.ts`` format's spec (see
+:func:`parse_ts`) and checks what AtrialFibrillation must be (15 cases, 2 dimensions, length
+640, no missing values, labels in the declared set ``n s t``), and records the SHA-256 of the
+imported files in ``manifest.json``; every later load re-checks those hashes, so a file that
+changes after import is detected.
 
 **Samples** [choice, spec §8]: every window of length 128 with stride 1 starting at
 0..511 of each training case, 15 x 512 = 7680 windows; window ``i`` is case ``i // 512``
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,6 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 
 MISSING = f"run `eos-tui data fetch {NAME}` (needs internet) or `eos-tui data import {NAME} FILE`"
-_HEADER_FLAGS = {"timestamps": "false", "missing": "false", "univariate": "false", "equallength": "true"}
 
 
 def dataset_dir(data_dir: Path) -> Path:
@@ -78,13 +78,32 @@ def input_shape(options: dict | None = None) -> tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------- the .ts format
+#
+# The sktime/aeon ``.ts`` format (sktime's "ts File Format v1.0", whose loaders aeon and sktime
+# share): UTF-8 text; an optional description block of ``#`` lines; a metadata block of
+# ``@<identifier> <value>`` lines in any order, identifiers case-insensitive (``@problemName``
+# and ``@problemname`` alike), separated from their value by whitespace (a space or a tab),
+# ending with ``@data``; then one case per line, dimensions separated by ``:``, values by ``,``,
+# the class label last. Identifiers: ``@problemName``, ``@timeStamps``, ``@missing``,
+# ``@univariate``, ``@dimension`` (``@dimensions`` in many archive files), ``@equalLength``,
+# ``@seriesLength``, ``@classLabel true <labels>`` / ``@targetLabel``. Every one but ``@data``
+# is optional (defaults: no timestamps, no missing values, equal length; the dimensions and
+# the length are then read from the data), and loaders ignore identifiers they do not know.
+# Missing values are written ``?``.
+#
+# This reader accepts exactly that, plus a UTF-8 byte-order mark and CRLF line ends, which
+# files of the archive have; it refuses what the training data cannot use, each with one line:
+# timestamps, unequal lengths, regression targets, and missing values (``?`` or ``NaN``).
+
+_BOOLEAN_KEYS = ("timestamps", "missing", "univariate", "equallength", "targetlabel")
+_KEY_ALIASES = {"dimensions": "dimension"}
 
 
 @dataclass(frozen=True)
 class TsFile:
     """A parsed equal-length, labelled UCR/UEA ``.ts`` file."""
 
-    problem: str
+    problem: str | None
     class_labels: tuple[str, ...]
     values: np.ndarray  # (n_cases, n_dims, length) float64
     labels: np.ndarray  # (n_cases,) int64, index into class_labels
@@ -94,82 +113,145 @@ def _bad(source: str, what: str) -> DataError:
     return DataError(f"{source} is not a valid {PROBLEM} .ts file ({what}): {MISSING}")
 
 
-def _parse_header(lines: Iterable[tuple[int, str]], source: str) -> dict[str, str]:
-    """Header fields (lower-case keys) up to and including ``@data``."""
-    header: dict[str, str] = {}
+def _parse_header(lines: Iterator[tuple[int, str]], source: str) -> dict[str, list[str]]:
+    """The metadata block up to ``@data``: lower-case identifier (aliases resolved) -> its
+    whitespace-separated value tokens. ``#`` lines before it are the description block."""
+    header: dict[str, list[str]] = {}
     for number, line in lines:
+        if line.startswith("#"):
+            continue
         if not line.startswith("@"):
-            raise _bad(source, f"line {number}: expected a header field before @data")
-        key, _, value = line[1:].partition(" ")
-        key = key.lower()
+            raise _bad(source, f"line {number}: expected an @identifier or a # comment before @data")
+        tokens = line[1:].split()
+        if not tokens or line[1].isspace():
+            raise _bad(source, f"line {number}: '@' without an identifier")
+        key, value = _KEY_ALIASES.get(tokens[0].lower(), tokens[0].lower()), tokens[1:]
         if key in header:
             raise _bad(source, f"line {number}: @{key} given twice")
-        header[key] = value.strip()
+        header[key] = value
         if key == "data":
+            if value:
+                raise _bad(source, f"line {number}: text after @data")
             return header
     raise _bad(source, "no @data line")
 
 
-def _check_header(header: dict[str, str], source: str) -> tuple[str, int, int, tuple[str, ...]]:
-    """``(problem, dimensions, series_length, class_labels)`` of a supported header."""
-    known = {"problemname", "dimensions", "serieslength", "classlabel", "data", *_HEADER_FLAGS}
-    unknown = sorted(set(header) - known)
-    if unknown:
-        raise _bad(source, f"unexpected header field @{unknown[0]}")
-    for key, value in _HEADER_FLAGS.items():
-        if header.get(key, "").lower() != value:
-            raise _bad(source, f"@{key} must be {value}, got {header.get(key, 'nothing')!r}")
-    if header.get("data"):
-        raise _bad(source, "text after @data")
+def _flag(header: dict[str, list[str]], key: str, default: bool | None, source: str) -> bool | None:
+    if key not in header:
+        return default
+    value = [v.lower() for v in header[key]]
+    if value not in (["true"], ["false"]):
+        raise _bad(source, f"@{key} must be true or false, got {' '.join(header[key]) or 'nothing'!r}")
+    return value == ["true"]
+
+
+def _positive(header: dict[str, list[str]], key: str, source: str) -> int | None:
+    if key not in header:
+        return None
     try:
-        dims, length = int(header["dimensions"]), int(header["serieslength"])
-        problem = header["problemname"]
-        flag, *labels = header["classlabel"].split()
-    except (KeyError, ValueError):
-        raise _bad(source, "@problemName, @dimensions, @seriesLength and @classLabel are required") from None
-    if flag.lower() != "true" or not labels or len(set(labels)) != len(labels):
-        raise _bad(source, "@classLabel must be true followed by distinct labels")
-    return problem, dims, length, tuple(labels)
+        (value,) = header[key]
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise _bad(source, f"@{key} must be a positive integer, got {' '.join(header[key]) or 'nothing'!r}")
+    return number
 
 
-def parse_ts(text: str, source: str) -> TsFile:
-    """Parse an equal-length, labelled, timestamp-free ``.ts`` file; ``source`` names it in errors."""
-    lines = (
-        (number, line.strip())
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    )
-    problem, dims, length, class_labels = _check_header(_parse_header(lines, source), source)
-    label_index = {label: i for i, label in enumerate(class_labels)}
+@dataclass(frozen=True)
+class _Header:
+    problem: str | None
+    dims: int | None
+    length: int | None
+    class_labels: tuple[str, ...]
+
+
+def _check_header(header: dict[str, list[str]], source: str) -> _Header:
+    """The supported subset of a metadata block: labelled, equal-length, no timestamps."""
+    flags = {key: _flag(header, key, None, source) for key in _BOOLEAN_KEYS}
+    if flags["timestamps"]:
+        raise _bad(source, "@timeStamps true: series with timestamps are not supported")
+    if flags["equallength"] is False:
+        raise _bad(source, "@equalLength false: series of unequal length are not supported")
+    if flags["targetlabel"]:
+        raise _bad(source, "@targetLabel true: a regression file, not a classification one")
+    dims, length = _positive(header, "dimension", source), _positive(header, "serieslength", source)
+    if flags["univariate"] and dims not in (None, 1):
+        raise _bad(source, f"@univariate true but @dimension {dims}")
+    if flags["univariate"] is True:
+        dims = 1
+    flag, *labels = header.get("classlabel") or ["missing"]
+    if flag.lower() != "true" or not labels:
+        raise _bad(source, "@classLabel must be true followed by the class labels")
+    if len(set(labels)) != len(labels):
+        raise _bad(source, "@classLabel declares a label twice")
+    problem = header.get("problemname")
+    return _Header(" ".join(problem) if problem else None, dims, length, tuple(labels))
+
+
+def _parse_case(line: str, number: int, head: _Header, dims: int | None, source: str) -> tuple[list[list[float]], str]:
+    """One data line: its dimensions' values and its label."""
+    *channels, label = line.split(":")
+    label = label.strip()
+    if dims is not None and len(channels) != dims:
+        raise _bad(source, f"line {number}: expected {dims} dimensions and a label, got {len(channels) + 1} fields")
+    if not channels:
+        raise _bad(source, f"line {number}: expected values and a label separated by ':'")
+    if label not in head.class_labels:
+        raise _bad(source, f"line {number}: label {label!r} is not one of {' '.join(head.class_labels)}")
+    case = []
+    for d, channel in enumerate(channels, start=1):
+        values = []
+        for position, text in enumerate(channel.split(","), start=1):
+            text = text.strip()
+            if text == "?" or text.lower() == "nan":
+                raise _bad(source, f"line {number}: missing value {text!r} in dimension {d} at position "
+                                   f"{position}; {PROBLEM} must have none")
+            try:
+                value = float(text)
+            except ValueError:
+                raise _bad(source, f"line {number}: value {text[:20]!r} in dimension {d} is not a number") from None
+            if not math.isfinite(value):
+                raise _bad(source, f"line {number}: non-finite value {text!r} in dimension {d}")
+            values.append(value)
+        case.append(values)
+    return case, label
+
+
+def parse_ts(text: str | bytes, source: str) -> TsFile:
+    """Parse an equal-length, labelled, timestamp-free ``.ts`` file (``bytes`` are decoded as
+    UTF-8, a byte-order mark dropped); ``source`` names it in errors."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise _bad(source, "not UTF-8 text") from None
+    text = text.removeprefix("\ufeff")
+    lines = ((number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip())
+    head = _check_header(_parse_header(lines, source), source)
+    label_index = {label: i for i, label in enumerate(head.class_labels)}
+    dims, length = head.dims, head.length
     cases, labels = [], []
     for number, line in lines:
-        parts = line.split(":")
-        if len(parts) != dims + 1:
-            raise _bad(source, f"line {number}: expected {dims} dimensions and a label, got {len(parts)} fields")
-        if parts[-1].strip() not in label_index:
-            raise _bad(source, f"line {number}: label {parts[-1].strip()!r} is not one of {' '.join(class_labels)}")
-        try:
-            case = [[float(v) for v in dim.split(",")] for dim in parts[:-1]]
-        except ValueError:
-            raise _bad(source, f"line {number}: a value is not a number") from None
-        if any(len(dim) != length for dim in case):
-            raise _bad(source, f"line {number}: a dimension does not have {length} values")
+        case, label = _parse_case(line, number, head, dims, source)
+        dims = len(case)
+        for values in case:
+            if length is None:
+                length = len(values)
+            if len(values) != length:
+                raise _bad(source, f"line {number}: a dimension has {len(values)} values, expected {length}")
         cases.append(case)
-        labels.append(label_index[parts[-1].strip()])
+        labels.append(label_index[label])
+    if not cases:
+        raise _bad(source, "no cases after @data")
     values = np.asarray(cases, dtype=np.float64).reshape(len(cases), dims, length)
-    if not np.isfinite(values).all():
-        raise _bad(source, "non-finite values")
-    return TsFile(problem, class_labels, values, np.asarray(labels, dtype=np.int64))
+    return TsFile(head.problem, head.class_labels, values, np.asarray(labels, dtype=np.int64))
 
 
 def _parse_af(raw: bytes, source: str) -> TsFile:
     """Parse ``raw`` and check it is one split of AtrialFibrillation."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _bad(source, "not UTF-8 text") from None
-    ts = parse_ts(text, source)
-    if ts.problem.lower() != PROBLEM.lower():
+    ts = parse_ts(raw, source)
+    if ts.problem is not None and ts.problem.lower() != PROBLEM.lower():
         raise _bad(source, f"@problemName is {ts.problem!r}")
     if ts.class_labels != CLASS_LABELS:
         raise _bad(source, f"@classLabel declares {' '.join(ts.class_labels)}, expected {' '.join(CLASS_LABELS)}")
@@ -235,22 +317,13 @@ def import_files(data_dir: Path, paths: list[Path]) -> Path:
     if min(_channel_stats(train.values)[1]) <= 0.0:
         raise _bad(TRAIN_FILE, "a channel is constant")
 
-    final = dataset_dir(data_dir)
-    staged = download.staging_dir(final)
-    files = {}
-    for name, raw in found.items():
-        (staged / name).write_bytes(raw)
-        files[name] = {"size": len(raw), "sha256": download.file_digest(staged / name)}
-    download.write_json_atomic(staged / MANIFEST, {
+    return download.install_files(dataset_dir(data_dir), found, {
         "dataset": NAME,
         "format": FORMAT,
         "source": {"kind": kind, "paths": [p.name for p in paths]},
         "upstream_checksum": None,  # timeseriesclassification.com publishes none
-        "files": files,
         "n_train": N_TRAIN,
     })
-    download.replace_dir(staged, final)
-    return final
 
 
 def fetch(data_dir: Path, *, progress: download.Progress | None = None) -> Path:

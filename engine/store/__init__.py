@@ -52,6 +52,12 @@ Layout of ``RUN/``
 ``data.safetensors``
     The exact training tensors of the run: ``X`` ``(n, d_0)``, ``y`` ``(n,)``, ``indices``
     (int64 indices into the full training set). Written atomically.
+``.starting``
+    Present only while the run is being created: JSON naming the creating process (``pid``,
+    ``host``, ``time``), written by :func:`make_run_dir` (the directory is created exclusively,
+    with a ``-2``, ``-3`` ... suffix when the name is taken) and removed by the writer once
+    ``run.json`` exists. ``.reserve`` (256 KiB) is held by an open writer to record the final
+    status on a full disk.
 ``control``
     One word, ``run``, ``pause`` or ``stop``, written atomically by :func:`send_control` (the
     UI) and polled by the engine with :meth:`RunWriter.poll_control`. Missing means ``run``.
@@ -64,7 +70,10 @@ writer is gone (its pid is not alive on this host, or its heartbeat is older tha
 ``stale_after`` seconds, default 30) is reported as ``interrupted`` with
 :attr:`Run.crashed` true; readers never modify the store. The writer refreshes the heartbeat
 from a background thread (every 5 s by default) and on :meth:`RunWriter.heartbeat`, so long
-steps do not look like crashes. :func:`list_runs` reports unreadable runs as ``corrupt``.
+steps do not look like crashes. :func:`list_runs` also reports ``starting`` (a run being
+created: ``run.json``, written last, does not exist yet and its creator is alive) and
+``corrupt`` (files that stay unreadable while nobody changes them); a run killed before it
+was complete reads ``interrupted``.
 
 Errors
 ======
@@ -86,8 +95,8 @@ checks), :mod:`~engine.store.files` (atomic writes, TOML, safetensors),
 """
 
 from engine.store.files import dumps_toml
-from engine.store.listing import list_runs
-from engine.store.liveness import send_control
+from engine.store.listing import LISTING_STATUSES, list_runs
+from engine.store.liveness import creation_state, make_run_dir, send_control
 from engine.store.reader import Run, RunSummary, open_run
 from engine.store.schema import (
     CONTROL_COMMANDS,
@@ -110,6 +119,9 @@ __all__ = [
     "RunSummary",
     "open_run",
     "list_runs",
+    "LISTING_STATUSES",
+    "make_run_dir",
+    "creation_state",
     "is_run_dir",
     "send_control",
     "dumps_toml",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.errors import RunStoreError
+from engine.errors import RunStoreError, StorageError
 from engine.store.schema import one_line
 
 if TYPE_CHECKING:
@@ -44,7 +44,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced ``*.tmp`` file and ``os.replace``."""
+    """Write ``data`` to ``path`` via a fsynced ``*.tmp`` file and ``os.replace``.
+
+    Whatever stops the write (an OS error, a signal raising in this thread) removes the
+    ``*.tmp`` file, so ``path`` is either the old file or the complete new one. An OS error
+    (disk full, read-only folder) is a :class:`~engine.errors.StorageError`.
+    """
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -52,9 +57,14 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunStoreError(f"cannot write {path}: {one_line(exc)}") from exc
+    except BaseException as exc:  # a full disk, or a signal mid-write: leave no partial file
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {path}: {one_line(exc)}") from exc
+        raise
     _fsync_dir(path.parent)
 
 

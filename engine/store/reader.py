@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.errors import RunStoreError
 from engine.store import checkpoints
-from engine.store.liveness import read_control, writer_gone
+from engine.store.liveness import creation_state, read_control, writer_gone
 from engine.store.schema import (
     CONFIG_FILE,
     CONTROL_FILE,
@@ -68,6 +68,11 @@ class Run:
             raise RunStoreError(f"{p} is not a directory")
         missing = [f for f in (METRICS_FILE, RUN_FILE) if not (p / f).is_file()]
         if missing:
+            state = creation_state(p, stale_after)
+            if state is not None and state[0] == "starting":
+                raise RunStoreError(f"run {p} is still starting ({state[1]}); try again in a moment")
+            if state is not None:
+                raise RunStoreError(f"run {p} was never completed: {state[1]}")
             raise RunStoreError(f"{p} is not an eos-tui run directory (no {' or '.join(missing)})")
         self.path = p
         self.stale_after = float(stale_after)

@@ -3,6 +3,11 @@
 Every ``append_*`` / ``log_event`` / ``set_status`` call is its own committed SQLite
 transaction (WAL, ``synchronous=NORMAL``), so killing the writer loses at most the step in
 flight.
+
+A full disk: the writer keeps a small ``.reserve`` file in the run directory while it is open
+and gives its space back to record the final status when a write has failed, so a run stopped
+by a full disk still ends with a clear status (``failed``, with the reason) and an intact store.
+Failures of the file system raise :class:`~engine.errors.StorageError`.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from engine.errors import RunStoreError
+from engine.errors import RunStoreError, StorageError
 from engine.store import checkpoints
 from engine.store.files import atomic_write, dumps_toml, is_torch_tensor
-from engine.store.liveness import HeartbeatThread, read_control
+from engine.store.liveness import RESERVE_FILE, STARTING_FILE, HeartbeatThread, read_control
 from engine.store.schema import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -48,6 +53,18 @@ from engine.store.schema import (
 
 _HEARTBEAT_MIN_INTERVAL = 1.0
 _NEG_EIGS = SCALAR_COLUMNS.index("neg_eigs")
+RESERVE_BYTES = 256 * 1024  # far more than the final status and event need
+
+# SQLite primary result codes that mean the file system refused (not a bad store):
+# SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+_STORAGE_CODES = {3, 8, 10, 13, 14}
+
+
+def _store_error(what: str, exc: sqlite3.Error) -> RunStoreError:
+    """A :class:`StorageError` when the file system refused, else a :class:`RunStoreError`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    cls = StorageError if code is not None and code & 0xFF in _STORAGE_CODES else RunStoreError
+    return cls(f"{what}: {one_line(exc)}")
 
 
 class RunWriter:
@@ -87,7 +104,9 @@ class RunWriter:
                num_eigs: int, heartbeat_interval: float | None = 5.0) -> "RunWriter":
         """Create a new run directory and return its writer (status ``running``).
 
-        ``run_dir`` may not exist yet (parents are created) or must be an empty directory.
+        ``run_dir`` may not exist yet (parents are created) or must be an empty directory
+        (apart from the ``.starting`` marker of :func:`~engine.store.liveness.make_run_dir`,
+        removed once the run exists).
         ``heartbeat_interval`` is the period of the background heartbeat (``None``: only
         :meth:`heartbeat` and appends refresh it).
         """
@@ -105,14 +124,16 @@ class RunWriter:
         if run_dir.exists():
             if not run_dir.is_dir():
                 raise RunStoreError(f"cannot create run: {run_dir} exists and is not a directory")
-            if any(run_dir.iterdir()):
+            if any(p.name != STARTING_FILE for p in run_dir.iterdir()):
                 raise RunStoreError(
                     f"cannot create run: {run_dir} already exists and is not empty")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
+            with open(run_dir / RESERVE_FILE, "wb") as fh:
+                fh.write(bytes(RESERVE_BYTES))
         except OSError as exc:
-            raise RunStoreError(f"cannot create run directory {run_dir}: {one_line(exc)}") from exc
+            raise StorageError(f"cannot create run directory {run_dir}: {one_line(exc)}") from exc
         atomic_write(run_dir / CONFIG_FILE, config_text.encode("utf-8"))
 
         db = run_dir / METRICS_FILE
@@ -125,8 +146,9 @@ class RunWriter:
                 "finished_at": None,
             })
         except sqlite3.Error as exc:
-            raise RunStoreError(f"cannot create {db}: {one_line(exc)}") from exc
+            raise _store_error(f"cannot create {db}", exc) from exc
         atomic_write(run_dir / RUN_FILE, meta_text.encode("utf-8"))
+        (run_dir / STARTING_FILE).unlink(missing_ok=True)
         return cls(run_dir, conn, num_eigs, heartbeat_interval)
 
     # -- context manager ---------------------------------------------------------------------
@@ -172,8 +194,7 @@ class RunWriter:
                     raise ValueError(f"duplicate record in {self.path.name}: "
                                      f"{one_line(exc)}") from exc
                 if isinstance(exc, sqlite3.Error):
-                    raise RunStoreError(f"cannot write {self.path / METRICS_FILE}: "
-                                        f"{one_line(exc)}") from exc
+                    raise _store_error(f"cannot write {self.path / METRICS_FILE}", exc) from exc
                 raise
 
     def _write_heartbeat(self, conn: sqlite3.Connection) -> None:
@@ -333,8 +354,22 @@ class RunWriter:
             status = "finished"
         try:
             if status is not None:
-                self.set_status(status, message)
+                try:
+                    self.set_status(status, message)
+                except RunStoreError:
+                    if not self._release_reserve():
+                        raise
+                    self.set_status(status, message)  # a full disk: now there is room
         finally:
             with self._lock:
                 self._closed = True
                 self._conn.close()
+            self._release_reserve()
+
+    def _release_reserve(self) -> bool:
+        """Delete the ``.reserve`` file; whether there was one to give back."""
+        try:
+            (self.path / RESERVE_FILE).unlink()
+        except OSError:
+            return False
+        return True

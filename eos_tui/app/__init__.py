@@ -78,7 +78,34 @@ def build_app(kind: str, paths: list[Path], *, follow: bool = False, live: bool 
 
 
 def _run(app) -> int:
-    result = app.run()
+    """Run ``app``; SIGINT, SIGTERM or SIGHUP make it exit (terminal restored) with
+    ``128 + signum``, recorded as ``app.exit_signal``."""
+    import asyncio
+    import signal
+
+    app.exit_signal = None
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        if app.exit_signal is not None:
+            return
+        app.exit_signal = signum
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the app is not running (yet, or any more)
+            from engine.launch import SignalInterrupt
+
+            raise SignalInterrupt(signum) from None
+        loop.call_soon_threadsafe(lambda: app.exit(None, 128 + signum))
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in signals}
+    try:
+        result = app.run()
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+    if app.exit_signal is not None:
+        return 128 + app.exit_signal
     return result if isinstance(result, int) else (app.return_code or 0)
 
 
@@ -90,7 +117,10 @@ def _wait_for(processes: list[subprocess.Popen] | None, stopped: bool) -> None:
         if proc.poll() is not None:
             continue
         if stopped:
-            print("waiting for the engine to stop (the run ends 'interrupted') ...", file=sys.stderr)
+            try:
+                print("waiting for the engine to stop (the run ends 'interrupted') ...", file=sys.stderr)
+            except OSError:  # the terminal is gone (SIGHUP)
+                pass
         try:
             proc.wait(timeout=STOP_WAIT_S if stopped else 10.0)
         except subprocess.TimeoutExpired:
@@ -128,6 +158,12 @@ def run_monitor(run_dirs: list[Path], *, processes: list[subprocess.Popen] | Non
         _stop_all(paths)  # never leave an engine training behind a crashed UI
         _wait_for(processes, stopped=True)
         raise
+    if app.exit_signal is not None:  # end the engines the way the UI was ended
+        for proc in processes or []:
+            if proc.poll() is None:
+                proc.send_signal(app.exit_signal)
+        _wait_for(processes, stopped=True)
+        return code
     _wait_for(processes, stopped=bool(app.stopped_runs))
     return code
 
@@ -153,22 +189,15 @@ def _wait_exists(path: Path, processes, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + (timeout if processes else 0)
     while not is_run_dir(path):
         if processes and all(p.poll() is not None for p in processes):
-            reason = _engine_error(path)  # e.g. a train.lr = "auto" solve that did not converge
-            raise RunStoreError(reason or f"the engine exited (code {processes[0].returncode}) before creating {path}")
+            from engine.launch import last_log_line
+
+            line = last_log_line(processes[0]) or f"the engine exited (code {processes[0].returncode})"
+            error = RunStoreError(f"{line.removeprefix('error: ')} (before creating {path})")
+            error.exit_code = processes[0].returncode if processes[0].returncode > 0 else 1
+            raise error
         if time.monotonic() > deadline:
             return  # open_run reports the problem
         time.sleep(0.1)
-
-
-def _engine_error(path: Path) -> str | None:
-    """The engine's own ``error:`` line from its log (``spawn_training``'s default log path)."""
-    log = path.parent / f".{path.name}.log"
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-    return errors[-1] if errors else None
 
 
 def run_replay(run_dir: Path, *, follow: bool = False) -> int:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .downsample import finite_xy, interp_at
-from .figures import snap_view, snap_x
 from .series import RunData
 
 __all__ = ["common_range", "quantity", "Gap", "gap_rows", "QUANTITIES"]
@@ -16,12 +15,9 @@ QUANTITIES = (("loss", "loss"), ("lambda", "λ1"), ("P1", "P^1"))
 
 
 def quantity(data: RunData, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(t, values)`` of ``loss``, ``lambda`` (λ1(H), finite entries) or ``P1`` (snapshots)."""
-    if name == "P1":
-        s = snap_view(data, None)
-        return snap_x(data, s, "t"), s.get("P_1", np.full(len(s.get("step", ())), np.nan))
-    col = {"loss": "loss", "lambda": "lambda_H_1"}[name]
-    return data.steps.column("t"), data.steps.column(col)
+    """``(t, values)`` of ``loss``, ``lambda`` (λ1(H)) or ``P1`` (snapshots): the engine's
+    :meth:`~engine.analysis.series.RunView.quantity`, which the ``compare`` figure draws too."""
+    return data.view().quantity(name)
 
 
 def common_range(a: RunData, b: RunData) -> tuple[float, float] | None:

@@ -1,8 +1,10 @@
-"""What each panel shows: pure functions from a :class:`RunData` (up to a row) to a Figure.
+"""What each panel shows: pure functions from a :class:`RunData` (up to a row) to a Panel.
 
 ``stop`` is the number of step rows to show (replay playhead; ``None`` = all). Snapshots are
 shown up to the step of the last shown row. The x axis is ``"step"`` or ``"t"``
-(gradient-flow time); snapshot steps are mapped to ``t`` through the step table.
+(gradient-flow time); snapshot steps are mapped to ``t`` through the step table. The series come
+from the engine's :class:`~engine.analysis.series.RunView` (``data.view(stop)``), which the
+static figures read too; the ``p`` key draws these very panels with matplotlib.
 """
 
 from __future__ import annotations
@@ -12,66 +14,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .downsample import finite_xy
+from engine.analysis.series import TRANSIENT_STEPS, XLABEL, five_factors
+
 from .series import RunData
-from .widgets.plot import Figure, Line
+from .widgets.plot import Line, Panel
 
 __all__ = [
-    "snap_view", "snap_x", "sharpness_figure", "loss_figure", "stepsize_figure", "layer_figure",
+    "sharpness_figure", "loss_figure", "stepsize_figure", "layer_figure",
     "curvature_figure", "factor_rows", "FactorRow", "EIG_COLORS", "TRANSIENT_STEPS",
 ]
 
-TRANSIENT_STEPS = 10
 EIG_COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "magenta", "white"]
-XLABEL = {"step": "step", "t": "t (gradient-flow time)"}
 
 
-def snap_view(data: RunData, stop: int | None) -> dict[str, np.ndarray]:
-    """Snapshot columns up to the step of row ``stop - 1``."""
-    snaps = data.snaps.view()
-    if stop is None or "step" not in snaps:
-        return snaps
-    steps = data.steps.column("step", stop)
-    if len(steps) == 0:
-        return {k: v[:0] for k, v in snaps.items()}
-    k = int(np.searchsorted(snaps["step"], steps[-1], side="right"))
-    return {name: col[:k] for name, col in snaps.items()}
-
-
-def snap_x(data: RunData, snaps: dict[str, np.ndarray], xaxis: str) -> np.ndarray:
-    s = snaps.get("step", np.empty(0))
-    if xaxis == "step" or len(s) == 0:
-        return s
-    st, t = finite_xy(data.steps.column("step"), data.steps.column("t"))
-    if len(st) == 0:
-        return s * np.nan
-    return np.interp(s, st, t)
-
-
-def _x(v: dict[str, np.ndarray], xaxis: str) -> np.ndarray:
-    return v.get(xaxis, v.get("step", np.empty(0)))
-
-
-def sharpness_figure(data: RunData, stop, xaxis: str, extra_eigs: bool, vline=None) -> Figure:
-    v = data.steps.view(stop)
-    x = _x(v, xaxis)
+def sharpness_figure(data: RunData, stop, xaxis: str, extra_eigs: bool, vline=None) -> Panel:
+    rv = data.view(stop)
+    v, x = rv.steps, rv.x(xaxis)
     lines = []
     k = data.num_eigs if extra_eigs else 1
     for i in range(k, 0, -1):  # draw λ1 last so it is on top
         y = v.get(f"lambda_H_{i}")
         if y is not None:
-            lines.append(Line(x, y, f"λ{i}(H)", EIG_COLORS[(i - 1) % len(EIG_COLORS)]))
+            lines.append(Line(x, y, f"λ{i}(H)", EIG_COLORS[(i - 1) % len(EIG_COLORS)],
+                              converged=rv.converged(f"lambda_H_{i}")))
     if "threshold" in v:
         lines.append(Line(x, v["threshold"], data.threshold_label, "white", dashed=True))
     title = f"sharpness λ1(H) vs {data.threshold_label}"
     if extra_eigs and data.num_eigs > 1:
         title = f"top-{data.num_eigs} eigenvalues of H vs {data.threshold_label}"
-    return Figure(title=title, xlabel=XLABEL[xaxis], lines=lines, vline=vline)
+    return Panel(title=title, xlabel=XLABEL[xaxis], lines=lines, vline=vline)
 
 
-def loss_figure(data: RunData, stop, xaxis: str, ylog: bool, vline=None) -> Figure:
-    v = data.steps.view(stop)
-    x = _x(v, xaxis)
+def loss_figure(data: RunData, stop, xaxis: str, ylog: bool, vline=None) -> Panel:
+    rv = data.view(stop)
+    v, x = rv.steps, rv.x(xaxis)
     lines = []
     if "loss" in v:
         lines.append(Line(x, v["loss"], "loss", "cyan"))
@@ -81,25 +57,25 @@ def loss_figure(data: RunData, stop, xaxis: str, ylog: bool, vline=None) -> Figu
     if "loss" in v and len(x):
         lines.append(Line(x[[0, -1]], np.array([target, target]), "target", "gray", dashed=True))
     scale = "log" if ylog else "linear"
-    return Figure(title=f"training loss ({scale}) and accuracy", xlabel=XLABEL[xaxis], lines=lines,
-                  ylog=ylog, vline=vline)
+    return Panel(title=f"training loss ({scale}) and accuracy", xlabel=XLABEL[xaxis], lines=lines,
+                 ylog=ylog, vline=vline)
 
 
-def stepsize_figure(data: RunData, stop, vline=None) -> Figure:
-    v = data.steps.view(stop)
-    x = _x(v, "t")
+def stepsize_figure(data: RunData, stop, vline=None) -> Panel:
+    rv = data.view(stop)
+    v, x = rv.steps, rv.x("t")
     lines = []
     if "tau" in v:
         lines.append(Line(x, v["tau"], "τ taken" if data.solver == "ee" else "η", "yellow"))
     if data.solver == "ee" and "lr" in v:
         lines.append(Line(x, v["lr"], "η max", "gray", dashed=True))
     sym = "τ" if data.solver == "ee" else "η"
-    return Figure(title=f"step size {sym} against t", xlabel=XLABEL["t"], lines=lines, vline=vline)
+    return Panel(title=f"step size {sym} against t", xlabel=XLABEL["t"], lines=lines, vline=vline)
 
 
-def layer_figure(data: RunData, stop, xaxis: str, layer: int, vline=None) -> Figure:
-    s = snap_view(data, stop)
-    x = snap_x(data, s, xaxis)
+def layer_figure(data: RunData, stop, xaxis: str, layer: int, vline=None) -> Panel:
+    rv = data.view(stop)
+    s, x = rv.snaps, rv.snap_x(xaxis)
     L = data.depth
     lines = []
     for name, label, color in (
@@ -111,13 +87,13 @@ def layer_figure(data: RunData, stop, xaxis: str, layer: int, vline=None) -> Fig
         if name in s:
             lines.append(Line(x, s[name], label, color))
     note = "" if layer < L else f" (layer {L} is the output layer: no s, r; P^{L}=1)"
-    return Figure(title=f"layer {layer}/{L} alignment (log){note}", xlabel=XLABEL[xaxis], lines=lines,
-                  ylog=True, vline=vline, message="no snapshot yet")
+    return Panel(title=f"layer {layer}/{L} alignment (log){note}", xlabel=XLABEL[xaxis], lines=lines,
+                 ylog=True, vline=vline, message="no snapshot yet")
 
 
-def curvature_figure(data: RunData, stop, xaxis: str, vline=None) -> Figure:
-    s = snap_view(data, stop)
-    x = snap_x(data, s, xaxis)
+def curvature_figure(data: RunData, stop, xaxis: str, vline=None) -> Panel:
+    rv = data.view(stop)
+    s, x = rv.snaps, rv.snap_x(xaxis)
     lines = []
     for name, label, color, right in (
         ("lambda_G1", "λ1(G)", "magenta", False),
@@ -125,9 +101,9 @@ def curvature_figure(data: RunData, stop, xaxis: str, vline=None) -> Figure:
         ("overlap_ratio", "overlap ρ (right)", "green", True),
     ):
         if name in s:
-            lines.append(Line(x, s[name], label, color, right=right))
-    return Figure(title="Gauss–Newton λ1(G), λ1(H−G) and overlap ratio", xlabel=XLABEL[xaxis], lines=lines,
-                  vline=vline, message="no snapshot yet")
+            lines.append(Line(x, s[name], label, color, right=right, converged=rv.converged(name)))
+    return Panel(title="Gauss–Newton λ1(G), λ1(H−G) and overlap ratio", xlabel=XLABEL[xaxis], lines=lines,
+                 vline=vline, message="no snapshot yet")
 
 
 @dataclass
@@ -148,28 +124,13 @@ def factor_rows(data: RunData, stop=None) -> tuple[list[FactorRow], int | None, 
 
     Returns ``(rows, first_step, last_step)``.
     """
-    s = snap_view(data, stop)
-    steps = s.get("step", np.empty(0))
+    rv = data.view(stop)
+    steps = rv.snaps.get("step", np.empty(0))
     if len(steps) == 0:
         return [], None, None
     later = np.flatnonzero(steps >= TRANSIENT_STEPS)
     i0 = int(later[0]) if len(later) else 0
     i1 = len(steps) - 1
-    L = data.depth
-
-    def col(name):
-        return s.get(name, np.full(len(steps), np.nan))
-
-    prod_s = np.ones(len(steps))
-    for j in range(1, L):
-        prod_s = prod_s * col(f"s_{j}")
-    series = [
-        ("a_L", col("a_L")),
-        ("Π s_j", prod_s),
-        ("P^1", col("P_1")),
-        ("m_1", col("m_1")),
-        ("κ_1", col("kappa_1")),
-        ("E‖K_1‖²", col("EK2_layer_1")),
-    ]
+    series = [(label, y) for _, label, y in five_factors(rv, 1)]
     rows = [FactorRow(name, float(y[i0]), float(y[i1])) for name, y in series]
     return rows, int(steps[i0]), int(steps[i1])

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.analysis.series import RunView, depth_of, dig, solver_of, threshold_label
+
 __all__ = ["Columns", "RunData", "TERMINAL_STATUSES"]
 
 TERMINAL_STATUSES = frozenset({"finished", "diverged", "interrupted", "failed"})
@@ -109,9 +111,15 @@ class RunData:
     preload_thread: Any = None  # a thread reading the store before the app has started
 
     # -- convenience accessors (UI thread) -------------------------------------------------
+    def view(self, stop: int | None = None) -> RunView:
+        """The engine's view of the rows read so far (up to row ``stop``): what the panels and
+        the saved figures draw (:mod:`engine.analysis.series`). Read-only slices, no copies."""
+        meta = dict(self.meta, name=self.name)
+        return RunView(self.steps.view(), self.snaps.view(), meta, self.config, self.path).until(stop)
+
     @property
     def solver(self) -> str:
-        return str(self.meta.get("solver", "gd"))
+        return solver_of(self.meta)
 
     @property
     def name(self) -> str:
@@ -123,11 +131,7 @@ class RunData:
 
     @property
     def depth(self) -> int:
-        d = self.meta.get("depth")
-        if d:
-            return int(d)
-        layers = [n for n in self.snaps.names if n.startswith("P_")]
-        return len(layers) or 1
+        return depth_of(self.meta, self.snaps.names)
 
     @property
     def display_status(self) -> str:
@@ -146,21 +150,13 @@ class RunData:
 
     @property
     def threshold_label(self) -> str:
-        return "2/τ" if self.solver == "ee" else "2/η"
+        return threshold_label(self.solver)
 
     def target_loss(self) -> float:
-        for value in (self.meta.get("target_loss"), _dig(self.config, "train", "target_loss")):
+        for value in (self.meta.get("target_loss"), dig(self.config, "train", "target_loss")):
             try:
                 if value is not None and float(value) > 0:
                     return float(value)
             except (TypeError, ValueError):
                 pass
         return 0.02 if self.meta.get("criterion") == "mse" else 0.01
-
-
-def _dig(d: dict, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d

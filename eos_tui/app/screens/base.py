@@ -10,6 +10,7 @@ from textual.screen import Screen
 from ..messages import RunFailed, RunUpdated
 from ..reader import read_loop
 from ..series import RunData
+from .save import SavesFigure
 
 __all__ = ["RunScreen", "SizedScreen", "REDRAW_HZ"]
 
@@ -29,11 +30,12 @@ class SizedScreen(Screen):
             self.app.call_later(check)
 
 
-class RunScreen(SizedScreen):
+class RunScreen(SavesFigure, SizedScreen):
     """A screen fed by one reader thread per run; redraws at most ``REDRAW_HZ`` times a second.
 
     Subclasses implement :meth:`redraw` (called on the timer while the screen is current and
-    something changed) and list their plots' ``show`` calls via :meth:`draw_plots`.
+    something changed) and list their plots' ``show`` calls via :meth:`draw_plots`; ``p`` saves
+    what :meth:`~eos_tui.app.screens.save.SavesFigure.figure_for_view` returns.
     """
 
     def __init__(self, runs: list[RunData], **kwargs) -> None:
@@ -67,7 +69,7 @@ class RunScreen(SizedScreen):
     @on(RunFailed)
     def _on_run_failed(self, message: RunFailed) -> None:
         self._dirty = True
-        self.notify(message.error, title="cannot read run", severity="error", timeout=10)
+        self.notify(message.error, title="cannot read run", severity="error", timeout=10, markup=False)
 
     def mark_dirty(self) -> None:
         """Something changed (new rows, a finished plot): redraw on the next tick."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
@@ -10,6 +13,7 @@ from textual.containers import Grid, Horizontal
 from textual.widgets import DataTable, Footer, Static
 
 from engine.errors import EosError
+from engine.figures.panel import PanelFigure
 from engine.store import send_control
 
 from ..compare import common_range, gap_rows, quantity
@@ -17,12 +21,15 @@ from ..estimates import fmt_num
 from ..figures import sharpness_figure
 from ..series import RunData
 from ..widgets.header import EE_NOTE, RunHeader
-from ..widgets.plot import Figure, Line, SeriesPlot
+from ..widgets.plot import Line, Panel, SeriesPlot
 from .base import RunScreen
+from .save import FIGURES_DIR, FigureRequest
 
 __all__ = ["CompareScreen"]
 
 GAP_ROWS = 8
+GAP_TITLE = "gap at equal t (B − A), interpolated onto common t"
+GAP_COLUMNS = ("", "t", "loss A", "loss B", "Δ loss", "λ1 A", "λ1 B", "Δ λ1", "P^1 A", "P^1 B", "Δ P^1")
 COLORS = {"a": "cyan", "b": "orange"}
 
 
@@ -78,8 +85,8 @@ class CompareScreen(RunScreen):
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#gap", DataTable)
-        table.border_title = "gap at equal t (B − A), interpolated onto common t"
-        for label in ("", "t", "loss A", "loss B", "Δ loss", "λ1 A", "λ1 B", "Δ λ1", "P^1 A", "P^1 B", "Δ P^1"):
+        table.border_title = GAP_TITLE
+        for label in GAP_COLUMNS:
             table.add_column(label, width=2 if not label else 10)
 
     # -- cursor ------------------------------------------------------------------------------
@@ -114,7 +121,7 @@ class CompareScreen(RunScreen):
         return (f"{label} {data.name}: λ1={fmt_num(lam_t)} {data.threshold_label}={fmt_num(thr)} "
                 f"loss={fmt_num(loss)} @t={fmt_num(t)}")
 
-    def _overlay(self, name: str, title: str, ylog: bool, t: float | None) -> Figure:
+    def _overlay(self, name: str, title: str, ylog: bool, t: float | None) -> Panel:
         lines = []
         for key, data in (("a", self.a), ("b", self.b)):
             x, y = quantity(data, name)
@@ -123,7 +130,7 @@ class CompareScreen(RunScreen):
             for key, data in (("a", self.a), ("b", self.b)):
                 lines.append(Line(data.steps.column("t"), data.steps.column("threshold"),
                                   f"{key.upper()} {data.threshold_label}", COLORS[key], dashed=True))
-        return Figure(title=title, xlabel="t (gradient-flow time)", lines=lines, ylog=ylog, vline=t)
+        return Panel(title=title, xlabel="t (gradient-flow time)", lines=lines, ylog=ylog, vline=t)
 
     def redraw(self) -> None:
         a, b = self.a, self.b
@@ -143,25 +150,58 @@ class CompareScreen(RunScreen):
             self.query_one("#notes", Static).update(notes, layout=False)
         ver = (a.version, b.version)
         q = self.query_one
+        self.draw_plots([(q(f"#{pid}", SeriesPlot), make, view, ver) for pid, make, view in self.panel_jobs(t)])
+        self._update_gap(t)
+
+    def panel_jobs(self, t: float | None) -> list[tuple[str, Callable[[], Panel], tuple]]:
+        """``(plot id, panel factory, view signature)`` of the four plots, cursor at ``t``."""
+        a, b, ylog = self.a, self.b, self.ylog
 
         def sharp(data: RunData, label: str):
-            def make() -> Figure:
+            def make() -> Panel:
                 fig = sharpness_figure(data, None, "t", False, vline=t)
                 fig.title = self._sharp_title(data, label, t)
                 return fig
             return make
 
-        ylog = self.ylog
-        self.draw_plots([
-            (q("#sharp-a", SeriesPlot), sharp(a, "A"), (t,), ver),
-            (q("#sharp-b", SeriesPlot), sharp(b, "B"), (t,), ver),
-            (q("#loss-overlay", SeriesPlot),
-             lambda: self._overlay("loss", "loss A vs B against t" + (" (log)" if ylog else ""), ylog, t),
-             (t, ylog), ver),
-            (q("#lambda-overlay", SeriesPlot),
-             lambda: self._overlay("lambda", "λ1(H) A vs B against t (dashed: thresholds)", False, t), (t,), ver),
-        ])
-        self._update_gap(t)
+        return [
+            ("sharp-a", sharp(a, "A"), (t,)),
+            ("sharp-b", sharp(b, "B"), (t,)),
+            ("loss-overlay",
+             lambda: self._overlay("loss", "loss A vs B against t" + (" (log)" if ylog else ""), ylog, t), (t, ylog)),
+            ("lambda-overlay",
+             lambda: self._overlay("lambda", "λ1(H) A vs B against t (dashed: thresholds)", False, t), (t,)),
+        ]
+
+    def gap_cells(self, t: float | None) -> tuple[list[list[str]], int]:
+        """The gap table's rows (formatted as shown) at the common times and the cursor, and
+        the cursor's row."""
+        rng = common_range(self.a, self.b)
+        if rng is None or t is None:
+            return [], 0
+        ts = sorted(set(np.linspace(rng[0], rng[1], GAP_ROWS)) | {t})
+        cells, cursor_row = [], 0
+        for i, g in enumerate(gap_rows(self.a, self.b, np.array(ts))):
+            if g.t == t:
+                cursor_row = i
+            row = ["▶" if g.t == t else "", fmt_num(g.t)]
+            for name in ("loss", "lambda", "P1"):
+                row += [fmt_num(g.a[name]), fmt_num(g.b[name]), fmt_num(g.diff(name))]
+            cells.append(row)
+        return cells, cursor_row
+
+    def figure_for_view(self) -> FigureRequest | None:
+        """The four plots and the gap table, cursor included, into run A's ``figures/``."""
+        t = self.cursor_t()
+        if t is None:
+            return None
+        panels = [make() for _, make, _ in self.panel_jobs(t)]
+        rows, _ = self.gap_cells(t)
+        panels.append(Panel(title=GAP_TITLE, columns=list(GAP_COLUMNS), rows=rows))
+        title = f"compare A {self.a.name} ({self.a.solver}) vs B {self.b.name} ({self.b.solver}) at t = {fmt_num(t)}"
+
+        stem = f"compare-{self.b.name}-t{fmt_num(t)}".replace("/", "_").replace(" ", "")
+        return FigureRequest(Path(self.a.path) / FIGURES_DIR, stem, PanelFigure(panels, title))
 
     def _update_gap(self, t: float | None) -> None:
         key = (self.a.version, self.b.version, t)
@@ -170,22 +210,12 @@ class CompareScreen(RunScreen):
         self._gap_key = key
         table = self.query_one("#gap", DataTable)
         table.clear()
-        rng = common_range(self.a, self.b)
-        if rng is None or t is None:
-            return
-        ts = list(np.linspace(rng[0], rng[1], GAP_ROWS))
-        ts = sorted(set(ts) | {t})
-        cursor_row = 0
-        for i, g in enumerate(gap_rows(self.a, self.b, np.array(ts))):
-            is_cursor = g.t == t
-            if is_cursor:
-                cursor_row = i
-            style = "bold reverse" if is_cursor else ""
-            cells = ["▶" if is_cursor else "", fmt_num(g.t)]
-            for name in ("loss", "lambda", "P1"):
-                cells += [fmt_num(g.a[name]), fmt_num(g.b[name]), fmt_num(g.diff(name))]
-            table.add_row(*(Text(c, style=style) for c in cells))
-        table.move_cursor(row=cursor_row, animate=False)
+        cells, cursor_row = self.gap_cells(t)
+        for i, row in enumerate(cells):
+            style = "bold reverse" if i == cursor_row and row[0] else ""
+            table.add_row(*(Text(c, style=style) for c in row))
+        if cells:
+            table.move_cursor(row=cursor_row, animate=False)
 
     # -- run control -------------------------------------------------------------------------
 
@@ -199,7 +229,7 @@ class CompareScreen(RunScreen):
                 send_control(data.path, command)
                 data.control = command
             except EosError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
         self.redraw_now()
 
     def action_toggle_pause(self) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from ..estimates import fmt_num
-from ..figures import snap_view
 from ..series import RunData
 from .base import SizedScreen
 
@@ -60,7 +60,7 @@ class MetricsScreen(SizedScreen):
         if key == self._shown:
             return
         self._shown = key
-        s = snap_view(self.data, stop)
+        s = self.data.view(stop).snaps
         steps = s.get("step", np.empty(0))
         title = self.query_one("#title", Static)
         g = self.query_one("#global", DataTable)
@@ -68,9 +68,9 @@ class MetricsScreen(SizedScreen):
         g.clear()
         t.clear()
         if len(steps) == 0:
-            title.update(f"{self.data.name}: no snapshot yet")
+            title.update(Text(f"{self.data.name}: no snapshot yet"))
             return
-        title.update(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)")
+        title.update(Text(f"{self.data.name}: snapshot metrics at step {int(steps[-1])} (spec §2–4)"))
 
         def val(name: str) -> str:
             col = s.get(name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,17 +12,19 @@ from textual.containers import Grid
 from textual.widgets import Footer, Static
 
 from engine.errors import EosError
+from engine.figures.panel import PanelFigure
 from engine.store import send_control
 
 from ..figures import (
-    curvature_figure, factor_rows, layer_figure, loss_figure, sharpness_figure, snap_view, stepsize_figure,
+    curvature_figure, factor_rows, layer_figure, loss_figure, sharpness_figure, stepsize_figure,
 )
 from ..series import RunData
 from ..widgets.claims import ClaimsPanel, report_for
-from ..widgets.factors import FactorTable
+from ..widgets.factors import FactorTable, factor_panel
 from ..widgets.header import EE_NOTE, RunHeader
-from ..widgets.plot import SeriesPlot
+from ..widgets.plot import Panel, SeriesPlot
 from .base import RunScreen
+from .save import FIGURES_DIR, FigureRequest
 
 __all__ = ["MonitorBase", "MonitorScreen", "VIEW_BINDINGS"]
 
@@ -90,6 +95,18 @@ class MonitorBase(RunScreen):
     def header_extra(self) -> str:
         return f"x: {self.xaxis}  layer {self.layer_i}"
 
+    def panel_jobs(self) -> list[tuple[str, Callable[[], Panel], tuple]]:
+        """``(plot id, panel factory, view signature)`` of the plot panels, as drawn now."""
+        data, stop = self.data, self.stop_rows()
+        x, eigs, ylog, layer = self.xaxis, self.extra_eigs, self.ylog, self.layer_i
+        return [
+            ("sharpness", lambda: sharpness_figure(data, stop, x, eigs), (x, eigs)),
+            ("loss", lambda: loss_figure(data, stop, x, ylog), (x, ylog)),
+            ("layer", lambda: layer_figure(data, stop, x, layer), (x, layer)),
+            ("curvature", lambda: curvature_figure(data, stop, x), (x,)),
+            ("stepsize", lambda: stepsize_figure(data, stop), ()),
+        ]
+
     def redraw(self) -> None:
         data, stop = self.data, self.stop_rows()
         ver = data.version if stop is None else (stop, len(data.snaps), data.loaded)
@@ -99,25 +116,31 @@ class MonitorBase(RunScreen):
             self._notes_shown = notes
             self.query_one("#notes", Static).update(notes, layout=False)
         self.layer_i = max(1, min(self.layer_i, data.depth))
-        x = self.xaxis
         q = self.query_one
-        eigs, ylog, layer = self.extra_eigs, self.ylog, self.layer_i
-        self.draw_plots([
-            (q("#sharpness", SeriesPlot), lambda: sharpness_figure(data, stop, x, eigs), (x, eigs), ver),
-            (q("#loss", SeriesPlot), lambda: loss_figure(data, stop, x, ylog), (x, ylog), ver),
-            (q("#layer", SeriesPlot), lambda: layer_figure(data, stop, x, layer), (x, layer), ver),
-            (q("#curvature", SeriesPlot), lambda: curvature_figure(data, stop, x), (x,), ver),
-            (q("#stepsize", SeriesPlot), lambda: stepsize_figure(data, stop), (), ver),
-        ])
+        self.draw_plots([(q(f"#{pid}", SeriesPlot), make, view, ver) for pid, make, view in self.panel_jobs()])
         rate_limit = stop is None and data.live
         if self.has_class("-claims"):
-            report = report_for(data, data.steps.view(stop), snap_view(data, stop))
+            report = report_for(data, stop)
             if not q(ClaimsPanel).update_report(report, rate_limit=rate_limit):
                 self._dirty = True
             return
         rows, first, last = factor_rows(data, stop)
         if not q(FactorTable).update_rows(rows, first, last, rate_limit=rate_limit):
             self._dirty = True
+
+    def figure_for_view(self) -> FigureRequest | None:
+        """The five panels and the factor table over the rows shown (the playhead's range)."""
+        data, stop = self.data, self.stop_rows()
+        steps = data.steps.column("step", stop)
+        if not len(steps):
+            return None
+        last = int(steps[-1])
+        panels = [make() for _, make, _ in self.panel_jobs()]
+        panels.append(factor_panel(*factor_rows(data, stop)))
+        kind = type(self).__name__.removesuffix("Screen").lower()
+        title = f"{data.name} — {kind} at step {last} (x: {self.xaxis}, layer {self.layer_i})"
+
+        return FigureRequest(Path(data.path) / FIGURES_DIR, f"{kind}-step{last}", PanelFigure(panels, title))
 
     # -- view actions --------------------------------------------------------------------------
 
@@ -171,7 +194,7 @@ class MonitorScreen(MonitorBase):
         try:
             send_control(self.data.path, command)
         except EosError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self.data.control = command
         self.redraw_now()

@@ -34,6 +34,8 @@ class ReplayScreen(MonitorBase):
         Binding("g", "goto", "go to step"),
         Binding("f", "follow", "follow"),
         Binding("escape", "back", "back", show=False),
+        # the footer is full with the playback keys: p (save figure) stays in the help (?)
+        Binding("p", "save_figure", "save figure", show=False),
     ]
 
     def __init__(self, data: RunData, *, follow: bool = False, **kwargs) -> None:

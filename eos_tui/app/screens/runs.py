@@ -35,6 +35,7 @@ COLUMNS = [
     ("started", "started", "started"),
 ]
 SORTABLE = [c[0] for c in COLUMNS if c[2]]
+UNOPENABLE = ("corrupt", "starting")  # no store to read yet / an unreadable one
 
 
 def display_path(path: Path) -> str:
@@ -107,7 +108,7 @@ class RunsScreen(SizedScreen):
         try:
             summaries = list_runs(self.root)
         except EosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
         self.app.call_from_thread(self._loaded, summaries)
 
@@ -143,9 +144,9 @@ class RunsScreen(SizedScreen):
             except Exception:
                 pass
         arrow = "↓" if self.sort_desc else "↑"
-        self.query_one("#title", Static).update(
+        self.query_one("#title", Static).update(Text(  # a plain Text: [ ] in paths stay as they are
             f"runs in {display_path(self.root)}  ({len(table.rows)}/{len(self.summaries)} shown, sorted by "
-            f"{self.sort_key} {arrow}, {len(self.marked)} marked)")
+            f"{self.sort_key} {arrow}, {len(self.marked)} marked)"))
 
     def selected(self) -> RunSummary | None:
         table = self.query_one("#runs", DataTable)
@@ -200,8 +201,8 @@ class RunsScreen(SizedScreen):
         s = self.selected()
         if s is None:
             return
-        if s.status == "corrupt":
-            self.notify(f"{s.name}: {s.message}", title="cannot open run", severity="error")
+        if s.status in UNOPENABLE:
+            self.notify(f"{s.name}: {s.message}", title="cannot open run", severity="error", markup=False)
             return
         from .replay import ReplayScreen
 
@@ -213,8 +214,8 @@ class RunsScreen(SizedScreen):
             return
         if s.path in self.marked:
             self.marked.remove(s.path)
-        elif s.status == "corrupt":
-            self.notify(f"{s.name}: {s.message}", severity="error")
+        elif s.status in UNOPENABLE:
+            self.notify(f"{s.name}: {s.message}", severity="error", markup=False)
             return
         else:
             self.marked.append(s.path)

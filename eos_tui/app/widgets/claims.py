@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.analysis.claims import ClaimsReport, evaluate
+from engine.analysis.claims import ClaimsReport, claims_for_view
 
 from ..series import RunData
 
@@ -22,14 +21,9 @@ __all__ = ["ClaimsPanel", "report_for"]
 MARKS = {True: Text("✓", style="bold green"), False: Text("✗", style="bold red"), None: Text("–", style="dim")}
 
 
-def report_for(data: RunData, steps: dict[str, np.ndarray], snaps: dict[str, np.ndarray]) -> ClaimsReport:
-    """The claims of the rows and snapshots shown (``steps``/``snaps`` as the screen's views)."""
-    cfg = data.config or {}
-    lr = data.meta.get("lr")
-    return evaluate(steps, snaps, depth=data.depth,
-                    transient=int((cfg.get("metrics") or {}).get("transient_steps", 10)),
-                    solver=data.solver, lr=float(lr) if isinstance(lr, (int, float)) else None,
-                    eig_every=int((cfg.get("eig") or {}).get("every", 1)))
+def report_for(data: RunData, stop: int | None) -> ClaimsReport:
+    """The claims of the rows shown (``stop``: the replay's playhead; ``None`` = all)."""
+    return claims_for_view(data.view(stop))
 
 
 class ClaimsPanel(DataTable):

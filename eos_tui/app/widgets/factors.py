@@ -7,10 +7,23 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.figures.panel import Panel
+
 from ..estimates import fmt_num
 from ..figures import FactorRow
 
-__all__ = ["FactorTable"]
+__all__ = ["FactorTable", "factor_panel", "COLUMNS", "TITLE"]
+
+TITLE = "factors of E‖K₁‖²"
+COLUMNS = ("factor", "first", "now", "growth ×")
+
+
+def factor_panel(rows: list[FactorRow], first_step: int | None, last_step: int | None) -> Panel:
+    """The table as a panel (for the figure the ``p`` key saves): the same rows and numbers."""
+    subtitle = "no snapshot yet" if first_step is None else f"step {first_step} → {last_step}"
+    return Panel(title=f"{TITLE} ({subtitle})", columns=list(COLUMNS),
+                 rows=[[r.name, fmt_num(r.first), fmt_num(r.now), fmt_num(r.growth, 3)] for r in rows],
+                 message="no snapshot yet")
 
 
 class FactorTable(DataTable):
@@ -28,11 +41,9 @@ class FactorTable(DataTable):
         self._last_update = 0.0
 
     def on_mount(self) -> None:
-        self.border_title = "factors of E‖K₁‖²"
-        self.add_column("factor", key="factor", width=9)
-        self.add_column("first", key="first", width=10)
-        self.add_column("now", key="now", width=10)
-        self.add_column("growth ×", key="growth", width=9)
+        self.border_title = TITLE
+        for label, key, width in zip(COLUMNS, ("factor", "first", "now", "growth"), (9, 10, 10, 9)):
+            self.add_column(label, key=key, width=width)
 
     MIN_INTERVAL = 1.0  # seconds between updates while a live run streams in (a DataTable repaint is costly)
 

@@ -13,6 +13,7 @@ from ..series import RunData
 __all__ = ["RunHeader", "status_style", "progress_fields"]
 
 _STATUS_STYLE = {
+    "starting": "bold blue",
     "running": "bold green",
     "paused": "bold yellow",
     "finished": "bold cyan",

@@ -1,8 +1,9 @@
 """A textual-plotext panel that redraws only when what it shows has changed, off the UI thread.
 
-Screens describe a panel's content as a :class:`Figure` (series, threshold lines, cursor,
-scales) plus two hashable signatures: ``view`` (what the user chose: axis, scale, layer...)
-and ``data`` (which rows). :meth:`SeriesPlot.show` redraws when either changed, but at most
+Screens describe a panel's content as a :class:`~engine.figures.panel.Panel` (series, threshold
+lines, cursor, scales: the engine's description, which the ``p`` key draws with matplotlib too)
+plus two hashable signatures: ``view`` (what the user chose: axis, scale, layer...) and ``data``
+(which rows). :meth:`SeriesPlot.show` redraws when either changed, but at most
 every ``DATA_MIN_INTERVAL`` seconds when only new data arrived (a live run), so a run written
 flat out cannot monopolise the UI. The expensive part — downsampling every series to the
 panel width (:mod:`eos_tui.app.downsample`) and building the plotext canvas — runs in a worker
@@ -16,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 import numpy as np
@@ -24,9 +24,11 @@ from rich.text import Text
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
+from engine.figures.panel import Line, Panel
+
 from ..downsample import minmax_downsample
 
-__all__ = ["Line", "Figure", "SeriesPlot", "build_plot", "DATA_MIN_INTERVAL"]
+__all__ = ["Line", "Panel", "SeriesPlot", "build_plot", "DATA_MIN_INTERVAL"]
 
 DATA_MIN_INTERVAL = 1.0  # seconds between redraws caused only by new rows
 BUILD_DUTY = 0.33  # at most this fraction of the time is spent building plots (GIL fairness)
@@ -69,28 +71,7 @@ def _rest(seconds: float) -> None:
         _URGENT.wait_for(lambda: _urgent_waiting > 0, timeout=seconds)
 
 
-@dataclass
-class Line:
-    x: np.ndarray
-    y: np.ndarray
-    label: str | None = None
-    color: str | None = None
-    right: bool = False  # draw against the right-hand y axis
-    dashed: bool = False  # sparse markers: thresholds and reference lines
-
-
-@dataclass
-class Figure:
-    title: str = ""
-    xlabel: str = ""
-    lines: list[Line] = field(default_factory=list)
-    ylog: bool = False
-    ylog_right: bool = False
-    vline: float | None = None  # cursor position on the x axis
-    message: str = ""  # said in the title when there is nothing to draw
-
-
-def build_plot(fig: Figure, width: int, height: int, theme: str | None = None) -> tuple[Text, int]:
+def build_plot(fig: Panel, width: int, height: int, theme: str | None = None) -> tuple[Text, int]:
     """Downsample ``fig`` to ``width`` and render it with plotext; returns (text, points drawn).
 
     Pure (a fresh plotext figure each time), so it is safe to call from a worker thread.
@@ -186,7 +167,7 @@ class SeriesPlot(PlotextPlot):
         """Whether what is drawn differs from these signatures (drawn now or after the throttle)."""
         return (view, data, (self.size.width, self.size.height)) != self._signature
 
-    def show(self, figure_factory: Callable[[], Figure], view: Hashable, data: Hashable = None) -> bool:
+    def show(self, figure_factory: Callable[[], Panel], view: Hashable, data: Hashable = None) -> bool:
         """Start a rebuild from ``figure_factory()`` if wanted and none is running; True if started."""
         self._wanted_view = view
         if self.building or not self.wants(view, data):
@@ -202,7 +183,7 @@ class SeriesPlot(PlotextPlot):
                         group=f"plot-{self.id}", exit_on_error=False)
         return True
 
-    def _build(self, fig: Figure, width: int, height: int, theme: str, urgent: bool) -> None:
+    def _build(self, fig: Panel, width: int, height: int, theme: str, urgent: bool) -> None:
         with _build_turn(urgent):
             t0 = time.perf_counter()
             try:
