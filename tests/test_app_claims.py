@@ -48,3 +48,10 @@ async def test_the_replay_panel_follows_the_playhead(gd_run):
         await settle(pilot)
         assert panel.border_subtitle == "no snapshot after the transient yet"
         assert "–" in screen_text(app)
+
+
+def test_snapshot_monitor_claims_panel(snap_compare, ee_run):
+    """Layout of the claims panel in its cell (short names, values, marks, the border titles)."""
+    from test_app_snapshots import SIZE as SNAP_SIZE, before
+
+    assert snap_compare(build_app("monitor", [ee_run]), terminal_size=SNAP_SIZE, run_before=before("c"))
