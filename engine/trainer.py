@@ -28,9 +28,10 @@ import engine
 from engine import blas
 from engine.config import SOLVER_NAMES, num_eigs, stiff_dim
 from engine.criteria import get_criterion
-from engine.data import load_training_set, resolve_data_dir
+from engine.data import TrainingSet, load_training_set, resolve_data_dir
 from engine.eigensolver import NonFiniteError
 from engine.errors import ConfigError, EosError, RunStoreError
+from engine.lr_rule import resolve_lr
 from engine.model import MLPSpec, init_params
 from engine.products import LossProblem
 from engine.snapshot import SnapshotComputer
@@ -83,7 +84,8 @@ class Trainer:
     """Builds data, model, loss and solver from a resolved config and runs the loop."""
 
     def __init__(self, cfg: dict, run_dir: Path, *, on_step: Callable[[dict], None] | None = None,
-                 on_event: Callable[[str, str], None] | None = None) -> None:
+                 on_event: Callable[[str, str], None] | None = None, data: TrainingSet | None = None) -> None:
+        """``data``: train on these tensors instead of loading the configured data set (timing)."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.on_step = on_step
@@ -91,7 +93,7 @@ class Trainer:
         tr, md, dc = cfg["train"], cfg["model"], cfg["data"]
         self.device = resolve_device(tr["device"])
         self.dtype = DTYPES[md["dtype"]]
-        self.data = load_training_set(
+        self.data = data if data is not None else load_training_set(
             dc["name"], size=dc["size"] or None, subset_seed=dc["subset_seed"],
             data_dir=resolve_data_dir(dc["data_dir"] or None), dtype=self.dtype, device=self.device,
             options=data_options(cfg),
@@ -103,9 +105,12 @@ class Trainer:
         self.problem = LossProblem(self.spec, self.criterion, self.data.X, self.data.y,
                                    chunk_size=tr["chunk_size"] or None)
         self.num_eigs = num_eigs(cfg, self.spec.num_outputs)
-        self.solver = make_solver(cfg, self.problem, self.num_eigs)
         self.theta = init_params(self.spec, gain=md["init_gain"], seed=tr["seed"], dtype=self.dtype,
                                  device=self.device, distribution=md["init"])
+        self.lr_rule = resolve_lr(cfg, self.problem, self.theta)  # train.lr = "auto" → a number
+        if self.lr_rule is not None:
+            self.cfg = cfg = {**cfg, "train": {**cfg["train"], "lr": self.lr_rule.lr}}
+        self.solver = make_solver(cfg, self.problem, self.num_eigs)
         self.target_loss = tr["target_loss"] or self.criterion.default_target_loss
         self.snapshots = SnapshotComputer(self.spec, self.criterion, self.problem, cfg)
         self._snapshotted: set[int] = set()
@@ -127,6 +132,7 @@ class Trainer:
             "device": str(self.device),
             "dtype": cfg["model"]["dtype"],
             "lr": cfg["train"]["lr"],
+            "lr_rule": self.lr_rule.as_dict() if self.lr_rule else None,
             "k": stiff_dim(cfg, self.spec.num_outputs),
             "num_eigs": self.num_eigs,
             "depth": self.spec.depth,

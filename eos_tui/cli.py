@@ -452,34 +452,44 @@ def runs(
 @app.command()
 @user_errors
 def presets(
-    measure: Annotated[bool, typer.Option("--measure", help="Time one warm step of each preset whose data is present, and remember it.")] = False,
+    measure: Annotated[bool, typer.Option("--measure", help="Time the setup, a warm step and a snapshot of each preset on this machine, and remember them.")] = False,
+    random_data: Annotated[bool, typer.Option("--random-data", help="With --measure: time presets whose data is absent on random data of the same shape.")] = False,
+    only: Annotated[Optional[list[str]], typer.Argument(help="Presets to list (default: all).", show_default=False)] = None,
 ) -> None:
-    """List the presets: data set, size, criterion, solver, data present, cost per step."""
-    from engine.config import load_preset, preset_names
+    """List the presets: data, size, criterion, solver, η, net, data present, and their cost here
+    (seconds per step, expected steps and expected total of a run, measured with --measure)."""
+    from engine.config import describe_lr, load_preset, preset_names
     from engine.data import dataset_info
-    from engine.step_cost import cached_step_cost, measure_step_cost
+    from engine.step_cost import (cached_step_cost, expected_steps, format_duration, measure_step_cost,
+                                  snapshot_count)
 
     rows = []
-    for name in preset_names():
+    for name in only or preset_names():
         cfg = load_preset(name)
         try:
             info = dataset_info(cfg["data"]["name"], cfg["data"]["data_dir"] or None)
         except EosError:
             info = {"available": False, "paper_sizes": []}
         size = cfg["data"]["size"] or (min(info["paper_sizes"]) if info.get("paper_sizes") else "?")
-        cost = cached_step_cost(name, cfg)
-        if measure and info.get("available"):
-            err_console.print(plain(f"measuring {name} …"), highlight=False)
-            cost = measure_step_cost(name, cfg)
+        present = bool(info.get("available"))
+        cost = cached_step_cost(name, cfg) or (None if present else cached_step_cost(name, cfg, random_data=True))
+        if measure and (present or random_data):
+            err_console.print(plain(f"measuring {name}{'' if present else ' on random data'} …"), highlight=False)
+            cost = measure_step_cost(name, cfg, random_data=not present)
+        steps, measured = expected_steps(cfg)
         m = cfg["model"]
+        per_step = "-" if cost is None else f"{cost.step_s:.3g} s" + (" (random data)" if cost.random_data else "")
+        total = "-" if cost is None else ("" if measured else "≤ ") + format_duration(
+            cost.total(steps, snapshot_count(cfg, steps)))
         rows.append([name, cfg["data"]["name"], str(size), cfg["train"]["criterion"], cfg["train"]["solver"],
-                     f"{cfg['train']['lr']:g}", f"{m['depth']}×{m['width']} {m['activation']} {m['dtype']}",
-                     "yes" if info.get("available") else "no",
-                     "-" if cost is None else f"{cost:.3g} s", cfg.get("description", "")])
+                     describe_lr(cfg), f"{m['depth']}×{m['width']} {m['activation']} {m['dtype']}",
+                     "yes" if present else "no", per_step, str(steps) if measured else f"≤ {steps}", total,
+                     cfg.get("description", "")])
     print_table("presets", ["preset", "data", "n", "criterion", "solver", "η", "net", "data present",
-                            "s/step", "description"], rows)
+                            "s/step", "steps", "total", "description"], rows)
     if not measure:
-        err_console.print("s/step: seconds per warm step measured on this machine by `eos-tui presets --measure`")
+        err_console.print("s/step and total: measured on this machine by `eos-tui presets --measure` "
+                          "(steps: a full run's count from docs/reproduction.md, or ≤ max_steps)")
 
 
 @app.command()
@@ -531,6 +541,12 @@ def _mount_bench() -> None:
     app.command("bench")(user_errors(bench_command))
 
 
+def _mount_claims() -> None:
+    from eos_tui.claims_cli import claims_command
+
+    app.command("claims")(user_errors(claims_command))
+
+
 def _mount_plot() -> None:
     from eos_tui.plot_cli import plot_command
 
@@ -539,6 +555,7 @@ def _mount_plot() -> None:
 
 _mount_data()
 _mount_bench()
+_mount_claims()
 _mount_plot()
 
 

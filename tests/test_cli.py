@@ -78,7 +78,9 @@ def test_presets_measure_caches_the_step_cost(monkeypatch, tmp_path):
     cfg = load_preset("dice-quick", TINY)
     assert cached_step_cost("tiny", cfg) is None
     cost = measure_step_cost("tiny", cfg)
-    assert 0 < cost < 60 and cached_step_cost("tiny", cfg) == cost
+    assert 0 < cost.step_s < 60 and cost.snapshot_s > 0 and cost.setup_s > 0 and not cost.random_data
+    assert cached_step_cost("tiny", cfg) == cost
+    assert cached_step_cost("tiny", cfg, random_data=True) is None
 
 
 @pytest.mark.parametrize(

@@ -1,52 +1,54 @@
-"""The synthetic "Dice" data set of the paper (spec §8), generated on the fly, no download.
+"""The synthetic "Dice" data set of the paper (Lowell & Kastner §7.3, Table 3; spec §8).
 
-Six classes, each a pattern point-symmetric about its own *origin* (the pattern centre); the
-classes generalise the faces of a die:
+Generated on the fly, no download. Six classes generalise the faces of a die; each is built
+from one random **position** ``p = (p_x, p_y)`` and its reflections through the image centre
+(the origin of the normalised coordinates, in which the image spans ``[-1, 1]`` on both axes):
 
-0. **one pip** -- a filled disk centred at the origin;
-1. **two pips** -- two disks at ``p`` and ``-p``;
-2. **a line** -- a segment from ``p`` to ``-p``; its ends are round (capsule), butt (the
-   segment stops at ``±p``) or square (extends half a width past ``±p``), chosen uniformly;
-3. **a box** -- the outline of the axis-aligned rectangle with corners ``(±a, ±b)``, i.e.
-   through the point ``p = (a, b)`` and its three reflections (outline, not filled, so
-   that class 4 differs from it);
-4. **a box plus a centre pip** -- class 3 with a class-0 disk at the origin;
-5. **two parallel lines** -- a segment of direction ``d`` and half-length ``q`` whose
-   midpoint is offset by ``h`` along the normal of ``d``, plus its point reflection
-   (the same segment offset by ``-h``); ends drawn like class 2.
+0. **one pip** -- a disk centred at ``p``;
+1. **two pips** -- disks at ``p`` and ``-p`` (mirrored through the origin);
+2. **a line** -- a segment from ``p`` to ``-p``;
+3. **a box** -- the outline of the axis-aligned rectangle through ``p`` and its three
+   reflections ``(±p_x, ±p_y)``;
+4. **a box plus a centre pip** -- class 3 and a disk at the origin;
+5. **two parallel lines** (the "six") -- the segment from ``p`` to ``-p`` moved by ``+h`` and
+   by ``-h`` along its unit normal (the six's **offset** ``h``), so the pair is symmetric.
 
-Geometry is in *normalised coordinates*: the image spans ``[-1, 1]`` in both axes (so one
-pixel is ``2 / image_size`` wide) and everything scales with ``image_size``. Random
-parameters, all uniform:
+Random parameters of every image, all independent and uniform (the table ``PARAMETERS``):
 
-- origin: image centre plus an offset in ``[-CENTER_JITTER, CENTER_JITTER]`` per axis;
-- pip radius ``PIP_RADIUS_RANGE`` (classes 0, 1, 4);
-- line / outline half-width ``LINE_HALF_WIDTH_RANGE`` (classes 2, 3, 4, 5);
-- direction angle of ``p`` / ``d`` in ``[0, pi)`` (classes 1, 2, 5);
-- ``|p|``: ``PIP_DISTANCE_RANGE`` (class 1), ``LINE_HALF_LENGTH_RANGE`` (class 2);
-- box half-sides ``a``, ``b`` independently in ``BOX_HALF_SIDE_RANGE`` (classes 3, 4);
-- class 5: half-length ``PARALLEL_HALF_LENGTH_RANGE``, offset ``PARALLEL_OFFSET_RANGE``;
-- line ends: round, butt or square with probability 1/3 each (classes 2, 5).
+============  ======================  ==============================================
+parameter     range                   used by
+============  ======================  ==============================================
+``p_x, p_y``  ``[-1, 1]`` each        every class (the paper's position, Table 3)
+``size``      ``[0.1, 1]``            pip radius = ``size · PIP_RADIUS_UNIT`` (0, 1, 4)
+``weight``    ``LINE_WEIGHT_RANGE``   half-width of lines and outlines (2, 3, 4, 5)
+``end``       round / butt / square   line ends, probability 1/3 each (2, 5)
+``offset``    ``SIX_OFFSET_RANGE``    the six's offset ``h`` (5)
+============  ======================  ==============================================
 
-With these ranges every shape stays inside the image, pips of class 1 never touch, the centre
-pip of class 4 never touches the box, and the two lines of class 5 never merge.
+The position and size ranges are the paper's (Table 3, as restated by the project's issue
+tracker); the paper text is not in our copy, so ``PIP_RADIUS_UNIT`` (what a size of 1 means),
+the line-weight and offset ranges, the image size and the seed are **[choice]**s, documented
+in docs/metrics.md §5. With a uniform position a pattern can touch or leave the image edge (a
+pip at ``p`` near a corner is partly outside; the six's lines can be cut), and patterns with
+``p`` near the origin are small: two pips then merge into one, a line shrinks to a dot. Those
+images are kept, as a generator with these ranges produces them.
 
 Rendering: each image is a signed-distance field of its shapes on the pixel-centre grid,
 converted to antialiased coverage ``clip(0.5 - distance_in_pixels, 0, 1)`` (foreground 1 on
-background 0, grayscale, float32). Everything is vectorised over a batch of images.
+background 0, grayscale, float32). Everything is vectorised over batches of images.
 
 Determinism: image ``i`` of split ``s`` ("train" or "test", ``N_TRAIN`` = ``N_TEST`` = 60,000,
 20,000 per class, the paper's fixed split) is a pure function of ``(s, i)``: its random numbers
 come from a counter-based hash (SplitMix64) of ``BASE_SEED``, the split and ``i``. Rendering a
-subset of indices renders only those images, and gives the same pixels whatever else is
-rendered with them. The label of index ``i`` is ``i % 6``, so every block of 6 consecutive
-indices is balanced.
+subset of indices renders only those images and gives the same pixels whatever else is
+rendered with them; the split is the same on every call and every machine. The label of index
+``i`` is ``i % 6``, so every block of 6 consecutive indices is balanced.
 
 Normalisation (``load_train``): ``(pixel - PIXEL_MEAN) / PIXEL_STD`` with two global constants,
 the mean and standard deviation of all pixels of the first 6,000 training images at 32x32
 (estimated once; the tests re-estimate and check them), then flattened to ``image_size**2``.
-The same two constants are used for every ``image_size``: shapes scale with the image, so the
-statistics change only through antialiasing (mean/std 0.102/0.215 at 8x8, 0.092/0.279 at 64x64).
+The same two constants serve every ``image_size`` (shapes scale with the image; the statistics
+change only through antialiasing).
 """
 
 from __future__ import annotations
@@ -80,25 +82,36 @@ CLASS_NAMES: tuple[str, ...] = (
 OPTIONS: tuple[str, ...] = ("image_size",)
 
 BASE_SEED = 20_240_531
-"""Fixed seed of the whole data set; changing it changes every image."""
+"""[choice] Fixed seed of the whole data set (both splits); changing it changes every image."""
 
-# Parameter ranges in normalised coordinates (image = [-1, 1]^2; at 32x32 one unit = 16 px).
-CENTER_JITTER = 0.08
-PIP_RADIUS_RANGE = (0.12, 0.22)
-LINE_HALF_WIDTH_RANGE = (0.05, 0.11)
-PIP_DISTANCE_RANGE = (0.35, 0.65)
-LINE_HALF_LENGTH_RANGE = (0.35, 0.65)
-BOX_HALF_SIDE_RANGE = (0.38, 0.68)
-PARALLEL_HALF_LENGTH_RANGE = (0.30, 0.60)
-PARALLEL_OFFSET_RANGE = (0.18, 0.40)
+# The paper's ranges (Table 3), in normalised coordinates (image = [-1, 1]^2).
+POSITION_RANGE = (-1.0, 1.0)
+SIZE_RANGE = (0.1, 1.0)
+# [choice]s: the paper's values are lost from our copy (docs/metrics.md §5).
+PIP_RADIUS_UNIT = 0.25
+"""[choice] Pip radius of ``size = 1`` (a quarter of the image's half-width; at 32x32, 4 px)."""
+LINE_WEIGHT_RANGE = (0.03, 0.10)
+"""[choice] Half-width of lines and box outlines (at 32x32: 0.5 to 1.6 px, lines 1 to 3.2 px wide)."""
+SIX_OFFSET_RANGE = (0.15, 0.45)
+"""[choice] Offset ``h`` of the six's two lines from the centre line (at 32x32: 2.4 to 7.2 px)."""
 END_TYPES: tuple[str, ...] = ("round", "butt", "square")
 
-PIXEL_MEAN = 0.09261
-PIXEL_STD = 0.26803
+PARAMETERS: dict[str, tuple[float, float]] = {
+    "p_x": POSITION_RANGE,
+    "p_y": POSITION_RANGE,
+    "size": SIZE_RANGE,
+    "weight": LINE_WEIGHT_RANGE,
+    "end": (0, len(END_TYPES) - 1),
+    "offset": SIX_OFFSET_RANGE,
+}
+"""Every random parameter of an image and its range (``end`` is an index into ``END_TYPES``)."""
+
+PIXEL_MEAN = 0.07796
+PIXEL_STD = 0.24487
 """Global pixel statistics of training images 0..5999 at 32x32, used by ``load_train``."""
 
 _SPLITS = {"train": (0, N_TRAIN), "test": (1, N_TEST)}
-_N_DRAWS = 8  # uniforms per image: cx, cy, angle, size1, size2, half-width, end type, pip radius
+_N_DRAWS = 6  # uniforms per image: p_x, p_y, size, weight, end type, offset
 _PIXELS_PER_BATCH = 1 << 21  # bounds the temporary memory of one rendering batch (~8 MB/array)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -128,34 +141,45 @@ def _uniforms(key: np.uint64, indices: np.ndarray) -> np.ndarray:
 
 
 def _lerp(bounds: tuple[float, float], u: np.ndarray) -> np.ndarray:
-    """Map uniforms in [0, 1) to ``[bounds[0], bounds[1])``, shaped ``(m, 1, 1)`` for broadcasting."""
     lo, hi = bounds
-    return (lo + (hi - lo) * u).astype(np.float32)[:, None, None]
+    return lo + (hi - lo) * u
+
+
+def _draw(u: np.ndarray) -> dict[str, np.ndarray]:
+    """The parameters of ``PARAMETERS`` from the ``(m, _N_DRAWS)`` uniforms of ``m`` images."""
+    return {
+        "p_x": _lerp(POSITION_RANGE, u[:, 0]),
+        "p_y": _lerp(POSITION_RANGE, u[:, 1]),
+        "size": _lerp(SIZE_RANGE, u[:, 2]),
+        "weight": _lerp(LINE_WEIGHT_RANGE, u[:, 3]),
+        "end": np.minimum((u[:, 4] * len(END_TYPES)).astype(np.int64), len(END_TYPES) - 1),
+        "offset": _lerp(SIX_OFFSET_RANGE, u[:, 5]),
+    }
 
 
 class _Shapes:
-    """Per-image random parameters of one batch and the pixel coordinates relative to each origin."""
+    """Per-image parameters of one batch, shaped ``(m, 1, 1)``, and the pixel coordinates."""
 
-    def __init__(self, u: np.ndarray, grid: np.ndarray) -> None:
-        cx = _lerp((-CENTER_JITTER, CENTER_JITTER), u[:, 0])
-        cy = _lerp((-CENTER_JITTER, CENTER_JITTER), u[:, 1])
-        self.px = grid[None, None, :] - cx  # (m, 1, s) - (m, 1, 1): column coordinate
-        self.py = grid[None, :, None] - cy  # (m, s, 1): row coordinate
-        angle = np.pi * u[:, 2]
-        self.cos = np.cos(angle).astype(np.float32)[:, None, None]
-        self.sin = np.sin(angle).astype(np.float32)[:, None, None]
-        self.u1 = u[:, 3]
-        self.u2 = u[:, 4]
-        self.half_width = _lerp(LINE_HALF_WIDTH_RANGE, u[:, 5])
-        self.end = np.minimum((u[:, 6] * len(END_TYPES)).astype(np.int64), len(END_TYPES) - 1)[
-            :, None, None
-        ]
-        self.pip_radius = _lerp(PIP_RADIUS_RANGE, u[:, 7])
+    def __init__(self, params: dict[str, np.ndarray], grid: np.ndarray) -> None:
+        def col(name: str) -> np.ndarray:
+            return params[name].astype(np.float32)[:, None, None]
+
+        self.x = grid[None, None, :]  # (1, 1, s): column coordinate
+        self.y = grid[None, :, None]  # (1, s, 1): row coordinate (row 0 is y = -1)
+        self.p_x, self.p_y = col("p_x"), col("p_y")
+        self.half_length = np.hypot(self.p_x, self.p_y)
+        safe = np.where(self.half_length > 0, self.half_length, 1.0)
+        self.cos = np.where(self.half_length > 0, self.p_x / safe, 1.0)  # direction of p
+        self.sin = np.where(self.half_length > 0, self.p_y / safe, 0.0)
+        self.pip_radius = col("size") * np.float32(PIP_RADIUS_UNIT)
+        self.half_width = col("weight")
+        self.end = params["end"][:, None, None]
+        self.offset = col("offset")
 
     def local(self) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel coordinates along (``u``) and across (``v``) the direction angle, ``(m, s, s)`` each."""
-        along = self.px * self.cos + self.py * self.sin
-        across = self.py * self.cos - self.px * self.sin
+        """Pixel coordinates along (``u``) and across (``v``) the direction of ``p``, ``(m, s, s)``."""
+        along = self.x * self.cos + self.y * self.sin
+        across = self.y * self.cos - self.x * self.sin
         return along, across
 
 
@@ -167,57 +191,47 @@ def _box_sd(ax: np.ndarray, ay: np.ndarray, hx: np.ndarray, hy: np.ndarray) -> n
     return outside + np.minimum(np.maximum(qx, qy), 0.0)
 
 
-def _segment_sd(
-    along: np.ndarray, across: np.ndarray, half_length: np.ndarray, half_width: np.ndarray,
-    end: np.ndarray,
-) -> np.ndarray:
-    """Signed distance to a centred segment of the given half-length/half-width and end type."""
+def _segment_sd(along: np.ndarray, across: np.ndarray, sh: _Shapes) -> np.ndarray:
+    """Signed distance to the centred segment from ``-p`` to ``p``, with its width and end type."""
     au = np.abs(along)
     av = np.abs(across)
-    capsule = np.hypot(np.maximum(au - half_length, 0.0), av) - half_width
-    extension = np.where(end == END_TYPES.index("square"), half_width, 0.0).astype(np.float32)
-    flat = _box_sd(au, av, half_length + extension, half_width)
-    return np.where(end == END_TYPES.index("round"), capsule, flat)
+    capsule = np.hypot(np.maximum(au - sh.half_length, 0.0), av) - sh.half_width
+    extension = np.where(sh.end == END_TYPES.index("square"), sh.half_width, 0.0).astype(np.float32)
+    flat = _box_sd(au, av, sh.half_length + extension, sh.half_width)
+    return np.where(sh.end == END_TYPES.index("round"), capsule, flat)
 
 
 def _one_pip(sh: _Shapes) -> np.ndarray:
-    return np.hypot(sh.px, sh.py) - sh.pip_radius
+    return np.hypot(sh.x - sh.p_x, sh.y - sh.p_y) - sh.pip_radius
 
 
 def _two_pips(sh: _Shapes) -> np.ndarray:
     along, across = sh.local()
-    dist = _lerp(PIP_DISTANCE_RANGE, sh.u1)
-    # pips at (±dist, 0) in the local frame; the nearer one is at +dist for along >= 0
-    return np.hypot(np.abs(along) - dist, across) - sh.pip_radius
+    # pips at ±p, i.e. at (±|p|, 0) in the local frame; the nearer one is at +|p| for along >= 0
+    return np.hypot(np.abs(along) - sh.half_length, across) - sh.pip_radius
 
 
 def _line(sh: _Shapes) -> np.ndarray:
-    along, across = sh.local()
-    return _segment_sd(along, across, _lerp(LINE_HALF_LENGTH_RANGE, sh.u1), sh.half_width, sh.end)
+    return _segment_sd(*sh.local(), sh)
 
 
 def _box(sh: _Shapes) -> np.ndarray:
-    a = _lerp(BOX_HALF_SIDE_RANGE, sh.u1)
-    b = _lerp(BOX_HALF_SIDE_RANGE, sh.u2)
-    return np.abs(_box_sd(np.abs(sh.px), np.abs(sh.py), a, b)) - sh.half_width
+    outline = np.abs(_box_sd(np.abs(sh.x), np.abs(sh.y), np.abs(sh.p_x), np.abs(sh.p_y)))
+    return outline - sh.half_width
 
 
 def _box_and_pip(sh: _Shapes) -> np.ndarray:
-    return np.minimum(_box(sh), _one_pip(sh))
+    return np.minimum(_box(sh), np.hypot(sh.x, sh.y) - sh.pip_radius)
 
 
-def _parallel_lines(sh: _Shapes) -> np.ndarray:
+def _two_parallel_lines(sh: _Shapes) -> np.ndarray:
     along, across = sh.local()
-    offset = _lerp(PARALLEL_OFFSET_RANGE, sh.u2)
-    # union of the segments at across = ±offset: distance depends on ||across| - offset|
-    return _segment_sd(
-        along, np.abs(across) - offset, _lerp(PARALLEL_HALF_LENGTH_RANGE, sh.u1),
-        sh.half_width, sh.end,
-    )
+    # the union of the segments at across = ±offset depends on ||across| - offset|
+    return _segment_sd(along, np.abs(across) - sh.offset, sh)
 
 
 _CLASS_SDF: tuple[Callable[[_Shapes], np.ndarray], ...] = (
-    _one_pip, _two_pips, _line, _box, _box_and_pip, _parallel_lines,
+    _one_pip, _two_pips, _line, _box, _box_and_pip, _two_parallel_lines,
 )
 
 
@@ -246,6 +260,15 @@ def _check_indices(indices: np.ndarray, split: str) -> np.ndarray:
     return idx
 
 
+def parameters(indices: np.ndarray, split: str = "train") -> dict[str, np.ndarray]:
+    """The random parameters (``PARAMETERS``) of images ``indices`` of ``split``, plus ``label``."""
+    key = _split_key(split)
+    idx = _check_indices(indices, split)
+    params = _draw(_uniforms(key, idx))
+    params["label"] = idx % NUM_CLASSES
+    return params
+
+
 def render(
     indices: np.ndarray, split: str = "train", image_size: int = DEFAULT_IMAGE_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -259,16 +282,15 @@ def render(
     pixels_per_unit = np.float32(s / 2.0)
     batch = max(1, _PIXELS_PER_BATCH // (s * s))
     for start in range(0, idx.size, batch):
-        block = idx[start:start + batch]
-        u = _uniforms(key, block)
+        params = _draw(_uniforms(key, idx[start:start + batch]))
         block_labels = labels[start:start + batch]
         out = images[start:start + batch]
         for cls, sdf in enumerate(_CLASS_SDF):
             mask = block_labels == cls
             if not mask.any():
                 continue
-            distance = sdf(_Shapes(u[mask], grid))
-            out[mask] = np.clip(0.5 - distance * pixels_per_unit, 0.0, 1.0)
+            shapes = _Shapes({name: value[mask] for name, value in params.items()}, grid)
+            out[mask] = np.clip(0.5 - sdf(shapes) * pixels_per_unit, 0.0, 1.0)
     return images, labels
 
 

@@ -19,7 +19,9 @@ loss        training loss (l: log/linear) with the target loss, accuracy on the 
 layer i     E‖K_i‖², s_i = E‖J_i‖², alignment ratio r_i and product P^i ([ and ] choose the layer)
 curvature   λ1(G) (Gauss–Newton), λ1(H−G), overlap ratio ρ = λ1(G)/E‖K‖²
 step size   η (GD) or the step τ actually taken (exponential Euler) against gradient-flow time t
-factors     E‖K_1‖² = a_L · Π s_j · P^1 · m_1 · κ_1, first non-transient snapshot → now"""
+factors     E‖K_1‖² = a_L · Π s_j · P^1 · m_1 · κ_1, first non-transient snapshot → now
+claims      (c, in place of factors) the paper's statements checked on this run: ✓ holds, ✗ does not,
+            – cannot tell yet; `eos-tui claims RUN` prints them in full"""
 
 METRICS_DOC = ("every number's definition, formula, cost and accuracy guarantee: docs/metrics.md "
                "in the eos-tui repository (names as in `eos-tui export`)")

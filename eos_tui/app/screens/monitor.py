@@ -19,6 +19,7 @@ from ..figures import (
     curvature_figure, factor_rows, layer_figure, loss_figure, sharpness_figure, stepsize_figure,
 )
 from ..series import RunData
+from ..widgets.claims import ClaimsPanel, report_for
 from ..widgets.factors import FactorTable, factor_panel
 from ..widgets.header import EE_NOTE, RunHeader, step_control_note
 from ..widgets.plot import Panel, SeriesPlot
@@ -34,6 +35,7 @@ VIEW_BINDINGS = [
     Binding("right_square_bracket", "layer(1)", "layer+", key_display="]"),
     Binding("e", "toggle_eigs", "top-k"),
     Binding("m", "metrics", "metrics"),
+    Binding("c", "toggle_claims", "claims of the paper (panel)", show=False),
 ]
 
 
@@ -46,7 +48,10 @@ class MonitorBase(RunScreen):
     DEFAULT_CSS = """
     MonitorBase #notes { height: 1; padding: 0 1; color: $text-muted; }
     MonitorBase #panels { grid-size: 2 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr; }
-    MonitorBase FactorTable { border: round $primary-darken-2; }
+    MonitorBase FactorTable, MonitorBase ClaimsPanel { border: round $primary-darken-2; }
+    MonitorBase ClaimsPanel { display: none; }
+    MonitorBase.-claims ClaimsPanel { display: block; }
+    MonitorBase.-claims FactorTable { display: none; }
     """
 
     def __init__(self, data: RunData, **kwargs) -> None:
@@ -70,6 +75,7 @@ class MonitorBase(RunScreen):
             yield SeriesPlot(id="curvature")
             yield SeriesPlot(id="stepsize")
             yield FactorTable(id="factors")
+            yield ClaimsPanel(id="claims")
         yield Footer()
 
     # -- what is shown -------------------------------------------------------------------------
@@ -113,8 +119,14 @@ class MonitorBase(RunScreen):
         self.layer_i = max(1, min(self.layer_i, data.depth))
         q = self.query_one
         self.draw_plots([(q(f"#{pid}", SeriesPlot), make, view, ver) for pid, make, view in self.panel_jobs()])
+        rate_limit = stop is None and data.live
+        if self.has_class("-claims"):
+            report = report_for(data, stop)
+            if not q(ClaimsPanel).update_report(report, rate_limit=rate_limit):
+                self._dirty = True
+            return
         rows, first, last = factor_rows(data, stop)
-        if not q(FactorTable).update_rows(rows, first, last, rate_limit=stop is None and data.live):
+        if not q(FactorTable).update_rows(rows, first, last, rate_limit=rate_limit):
             self._dirty = True
 
     def figure_for_view(self) -> FigureRequest | None:
@@ -149,6 +161,10 @@ class MonitorBase(RunScreen):
         self.extra_eigs = not self.extra_eigs
         if self.data.num_eigs <= 1:
             self.notify("this run records only λ1(H)")
+        self.redraw_now()
+
+    def action_toggle_claims(self) -> None:
+        self.toggle_class("-claims")
         self.redraw_now()
 
     def action_metrics(self) -> None:
