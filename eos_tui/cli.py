@@ -339,6 +339,9 @@ def _mount_bench() -> None:
 
 _mount_data()
 _mount_bench()
+from eos_tui.sweep_cli import mount as _mount_sweeps  # noqa: E402 - sweep, analyze, resume
+
+_mount_sweeps(app)
 
 
 def main() -> None:

@@ -94,11 +94,16 @@ class EigTracker:
         return None if self.ritz is None else self.ritz.dense()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {} if self.block is None else {"eig_block": self.block}
+        state = {} if self.block is None else {"eig_block": self.block}
+        if self.values is not None:  # warm vs cold next call, and its first convergence test
+            state["eig_values"] = self.values
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if "eig_block" in state:
             self.block = state["eig_block"]
+        if "eig_values" in state:
+            self.values = state["eig_values"]
 
 
 def by_magnitude(values: torch.Tensor, vectors):
@@ -152,4 +157,9 @@ class Solver:
         return loss, grad, HV
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.tracker.state_dict()
+        return {**self.tracker.state_dict(), "steps_taken": torch.tensor(self.steps_taken)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.tracker.load_state_dict(state)
+        if "steps_taken" in state:
+            self.steps_taken = int(state["steps_taken"])

@@ -77,6 +77,7 @@ class Line:
     color: str | None = None
     right: bool = False  # draw against the right-hand y axis
     dashed: bool = False  # sparse markers: thresholds and reference lines
+    marker: str | None = None  # unconnected points with this marker (a scatter plot)
 
 
 @dataclass
@@ -121,6 +122,8 @@ def build_plot(fig: Figure, width: int, height: int, theme: str | None = None) -
                 xd = np.linspace(lo, hi, max(buckets // 3, 2)) if hi > lo else xd[:1]
                 yd = np.full(len(xd), yd[0])
             plt.scatter(xd.tolist(), yd.tolist(), marker="-", **kw)
+        elif line.marker:
+            plt.scatter(xd.tolist(), yd.tolist(), marker=line.marker, **kw)
         else:
             plt.plot(xd.tolist(), yd.tolist(), marker="braille", **kw)
         drawn += len(xd)
