@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
 from engine.config import resolve
 from engine.errors import RunStoreError
@@ -228,6 +227,8 @@ class ReplayWriter:
 
 def _apply_checkpoint(trainer, point: ResumePoint):
     """Load the checkpoint of ``point.step`` into ``trainer``; the :class:`Start` of the loop."""
+    import torch
+
     from engine.trainer import Start
 
     with open_run(point.path) as run:
@@ -238,7 +239,7 @@ def _apply_checkpoint(trainer, point: ResumePoint):
                             "here (another data directory or data version?): cannot resume exactly")
     device, dtype = trainer.device, trainer.dtype
 
-    def place(v: torch.Tensor) -> torch.Tensor:
+    def place(v: "torch.Tensor") -> "torch.Tensor":
         return v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
 
     solver_state = {k: place(v) for k, v in tensors.items()

@@ -84,16 +84,22 @@ def sweep(
         return
     if sweep_dir is not None:
         raise ConfigError(f"unexpected argument {str(sweep_dir)!r}: give the sweep directory with --out")
-    from engine.sweep import check_plan, check_scheduler, make_plan, parse_count, parse_sizes, set_aside_stale_runs, write_manifest
-    from engine.sweep.execute import client_lock_path
-    from engine.resume import run_lock
+    if scheduler and workers is not None:
+        raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
+    from engine.sweep.execute import check_scheduler
 
     from eos_tui.cli import err_console, runs_root
 
+    if scheduler:  # first: an unreachable scheduler is reported within seconds (before torch loads)
+        n = check_scheduler(scheduler)
+        err_console.print(f"Dask scheduler {scheduler}: {n} workers", highlight=False)
+    from engine.resume import run_lock
+    from engine.sweep.manifest import check_plan, set_aside_stale_runs, write_manifest
+    from engine.sweep.plan import make_plan, parse_count, parse_sizes
+    from engine.sweep.execute import client_lock_path
+
     plan = make_plan(target, sizes=parse_sizes(sizes), init_seeds=init_seeds,
                      subset_seeds=subset_seeds, sets=sets)
-    if scheduler and workers is not None:
-        raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
     n_workers = parse_count(workers, "--workers") if workers is not None else default_workers()
     from engine.trainer import resolve_device
 
@@ -105,9 +111,6 @@ def sweep(
             if not free:
                 raise ConfigError(f"another eos-tui sweep client is running {out}; watch it with "
                                   f"`eos-tui sweep watch {out}`")
-    if scheduler:
-        n = check_scheduler(scheduler)
-        err_console.print(f"Dask scheduler {scheduler}: {n} workers", highlight=False)
     if differs:
         moved = set_aside_stale_runs(out, plan)
         if moved:
@@ -181,13 +184,13 @@ class SweepPrinter:
             print(line, flush=True)
 
     def _elapsed(self) -> str:
-        from engine.sweep import format_duration
+        from engine.sweep.status import format_duration
 
         return format_duration(time.monotonic() - self.t0)
 
 
 def _sweep_headless(out: Path, workers: int, scheduler: Optional[str], retry_failed: bool) -> int:
-    from engine.sweep import run_sweep
+    from engine.sweep.execute import run_sweep
 
     from eos_tui.cli import console
 
@@ -214,7 +217,7 @@ def _sweep_headless(out: Path, workers: int, scheduler: Optional[str], retry_fai
 
 
 def sweep_status_cmd(sweep_dir: Path) -> None:
-    from engine.sweep import format_duration, sweep_status
+    from engine.sweep.status import format_duration, sweep_status
 
     from eos_tui.cli import err_console, print_table
 
@@ -234,7 +237,7 @@ def sweep_status_cmd(sweep_dir: Path) -> None:
 
 
 def sweep_watch_cmd(sweep_dir: Path) -> None:
-    from engine.sweep import read_plan
+    from engine.sweep.manifest import read_plan
 
     from eos_tui.app import run_sweep_screen
 
@@ -253,7 +256,7 @@ def analyze(
     """The paper's power law over a sweep: max P^1 after step 10 per run, c1·D^c2 with R² and
     bootstrap 95% intervals, per-size medians, the paper's Table-2 row (failed runs excluded)."""
     from engine.analysis.sweep import analyze_runs
-    from engine.sweep import is_sweep_dir, read_plan
+    from engine.sweep.manifest import is_sweep_dir, read_plan
 
     if format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -281,9 +284,12 @@ def analyze(
 
 
 def _print_analysis(a) -> None:
+    from rich.console import Console
     from rich.table import Table
 
-    from eos_tui.cli import console
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: wide enough that no cell wraps
+        console = Console(width=200)
 
     runs = Table(title=f"runs of {a.root}")
     for col in ("run", "D", "init seed", "subset seed", "status", "max P^1 (step > 10)", "in fit"):

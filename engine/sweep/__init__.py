@@ -8,16 +8,7 @@ each run's config and directory), :mod:`~engine.sweep.manifest` (the sweep direc
 Ctrl-C), :mod:`~engine.sweep.status` (where a sweep stands, read from its directory, with ETA and
 the live power-law fit). ``python -m engine.sweep SWEEP`` runs the client of a planned sweep (the
 live sweep screen spawns it).
+
+Import from the modules (``from engine.sweep.plan import make_plan``): this package imports
+nothing itself, so that reaching a scheduler does not wait for torch to load.
 """
-
-from engine.sweep.execute import SweepOutcome, check_scheduler, run_sweep
-from engine.sweep.manifest import check_plan, is_sweep_dir, read_plan, set_aside_stale_runs, write_manifest
-from engine.sweep.plan import RunSpec, SweepPlan, make_plan, parse_count, parse_sizes
-from engine.sweep.status import RunState, SweepScanner, SweepStatus, format_duration, sweep_status
-
-__all__ = [
-    "RunSpec", "SweepPlan", "make_plan", "parse_count", "parse_sizes",
-    "check_plan", "is_sweep_dir", "read_plan", "set_aside_stale_runs", "write_manifest",
-    "SweepOutcome", "check_scheduler", "run_sweep",
-    "RunState", "SweepScanner", "SweepStatus", "format_duration", "sweep_status",
-]

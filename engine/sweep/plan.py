@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass, field
 
 from engine.config import load_preset, resolve
-from engine.data import dataset_module
 from engine.errors import ConfigError
 
 PER_RUN_KEYS = ("data.size",)  # chosen by --sizes, never by --set
@@ -149,6 +148,8 @@ def make_plan(preset: str, *, sizes: list[int] | None, init_seeds, subset_seeds,
             raise ConfigError(f"--set {key} is chosen per run by the sweep; use --sizes instead")
     overrides = [] if any(s.partition("=")[0].strip() == "train.threads" for s in sets) else ["train.threads=1"]
     base = load_preset(preset, overrides + sets)
+    from engine.data import dataset_module
+
     module = dataset_module(base["data"]["name"])
     n_total = int(module.N_TRAIN)
     if sizes is None:

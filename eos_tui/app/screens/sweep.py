@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
 from engine.errors import EosError
-from engine.sweep import SweepScanner, SweepStatus, format_duration
+from engine.sweep.status import SweepScanner, SweepStatus, format_duration
 
 from ..estimates import fmt_num
 from ..series import RunData
@@ -42,8 +42,8 @@ __all__ = ["SweepScreen", "SweepUpdated", "SweepFailed", "powerlaw_figure", "sca
 
 POLL_S = 1.0
 REDRAW_HZ = 4
-COLUMNS = ["run", "state", "step", "progress", "loss", "λ1", "max P^1", "wall"]
-BAR = 10
+COLUMNS = ["D", "init", "subset", "state", "step", "progress", "loss", "λ1", "max P^1", "wall"]
+BAR = 8
 
 
 class SweepUpdated(Message):
@@ -114,8 +114,8 @@ def powerlaw_figure(status: SweepStatus) -> Figure:
             lines.append(Line(xs, my + c2p * (xs - mx), label=f"paper slope {c2p:g}", color="green", dashed=True))
     if fit is not None:
         lo, hi = fit.c2_ci
-        interval = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else ""
-        title = f"max P¹ ≈ {fit.c1:.3g}·D^{fit.c2:.3f}{interval}  R² {fit.r2:.2f}  ({fit.n} runs)"
+        interval = f" [{lo:.2f},{hi:.2f}]" if math.isfinite(lo) else ""
+        title = f"max P¹ ∝ D^{fit.c2:.3f}{interval}  R² {fit.r2:.2f}"
     else:
         title = "max P¹ against D"
     return Figure(title=title, xlabel="log10 D   (y: log10 max P¹ after step 10)", lines=lines,
@@ -129,7 +129,9 @@ def _bar(fraction: float) -> str:
 
 def _row(r) -> tuple:
     step = "-" if r.step is None else f"{r.steps_done}/{r.max_steps}"
-    return (r.rel, Text(r.state, style=status_style(r.state)), step, _bar(r.fraction), fmt_num(r.loss),
+    spec = r.spec
+    return (str(spec.size), str(spec.init), str(spec.subset), Text(r.state, style=status_style(r.state)),
+            step, _bar(r.fraction), fmt_num(r.loss),
             fmt_num(r.lambda1), fmt_num(r.max_P1), format_duration(r.wall_s) if r.wall_s else "-")
 
 
@@ -161,8 +163,8 @@ class SweepScreen(SizedScreen):
     SweepScreen #summary { height: 1; padding: 0 1; }
     SweepScreen ProgressBar { height: 1; padding: 0 1; }
     SweepScreen #body { height: 1fr; }
-    SweepScreen DataTable { width: 1fr; height: 1fr; }
-    SweepScreen #powerlaw { width: 1fr; height: 1fr; border: round $primary-darken-2; }
+    SweepScreen DataTable { width: 3fr; height: 1fr; }
+    SweepScreen #powerlaw { width: 2fr; height: 1fr; border: round $primary-darken-2; }
     SweepScreen Log { height: 6; border-top: solid $primary-darken-2; }
     """
 
@@ -209,9 +211,12 @@ class SweepScreen(SizedScreen):
 
     @on(SweepUpdated)
     def _updated(self, message: SweepUpdated) -> None:
+        first = self.status is None
         self.status = message.status
         self.updates_seen += 1
         self._dirty = True
+        if first:  # the first scan is shown at once, later ones at the redraw rate
+            self._tick()
 
     @on(SweepFailed)
     def _failed(self, message: SweepFailed) -> None:
@@ -248,6 +253,9 @@ class SweepScreen(SizedScreen):
         self.query_one("#title", Static).update(
             Text.assemble(("sweep ", "bold"), str(self.sweep_dir), "  ·  ", s.plan.describe()))
         summary = f"{s.summary()}  ·  {self.client_text()}"
+        fit = s.analysis.fit
+        if fit is not None:
+            summary += f"  ·  fit: max P¹ ≈ {fit.c1:.3g}·D^{fit.c2:.3f} (R² {fit.r2:.2f}, {fit.n} runs)"
         if s.done:
             summary += "  ·  done: `eos-tui analyze` prints the fit with intervals"
         self.query_one("#summary", Static).update(summary)
