@@ -51,7 +51,7 @@ def _check_result(result: dict, name: str) -> None:
 
 
 def test_names_and_unknown_name():
-    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "ui", "scaling"]
+    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "sweep", "ui", "scaling"]
     assert bench.resolve(None) == bench.names()
     assert bench.resolve(["step", "step", "ui"]) == ["step", "ui"]
     with pytest.raises(ConfigError) as exc:
@@ -161,3 +161,15 @@ def test_ui_quick():
     live = res["tables"][1]["rows"]
     # every press reached the header, the sharpness panel and all four x-axis panels
     assert [row["n"] for row in live] == [8, 8, 8] and all(row["p99_ms"] >= 0 for row in live)
+
+
+@pytest.mark.slow
+def test_sweep_quick():
+    res = bench.run_benchmark("sweep", quick=True)
+    _check_result(res, "sweep")
+    one, two = res["tables"][0]["rows"]
+    assert (one["workers"], two["workers"]) == (1, 2) and one["runs"] == two["runs"] == 4
+    assert one["workers_used"] == 1 and two["workers_used"] == 2 and one["failed"] == two["failed"] == 0
+    assert all(r["run_s"] > 0 and r["wall_s"] > 0 and r["in_task_s"] >= 0 for r in (one, two))
+    assert [t["name"] for t in res["targets"]] == ["runs/min, 2 workers ÷ 1 worker",
+                                                  "scheduling overhead per run (worst of the two)"]

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "stable-solvers": "engine.bench.stable_solvers_peer",
     "eigensolver": "engine.bench.eigensolver",
     "snapshot": "engine.bench.snapshot",
+    "sweep": "engine.bench.sweep",
     "scaling": "engine.bench.scaling",
 }
 

@@ -31,7 +31,7 @@ from engine.resume import run_lock
 from engine.store import send_control
 from engine.sweep.manifest import ClientRecord, append_journal, read_plan
 from engine.sweep.status import SweepScanner, SweepStatus
-from engine.sweep.task import run_task
+from engine.sweep.task import run_task, warm_worker
 
 SCHEDULER_TIMEOUT_S = 5.0   # an unreachable scheduler is an error after this long
 STOP_WAIT_S = 20.0          # after Ctrl-C: how long runs in progress get to end cleanly
@@ -96,7 +96,7 @@ class SweepOutcome:
     status: SweepStatus
     results: list[dict] = field(default_factory=list)   # one per submitted task
     skipped: int = 0            # runs already done before this client started
-    cluster_s: float = 0.0      # starting the local cluster / connecting to the scheduler
+    cluster_s: float = 0.0      # starting the local cluster / connecting, and the workers' imports
     wall_s: float = 0.0         # first submit to last result
     workers: int = 0
 
@@ -171,8 +171,8 @@ def _execute(sweep_dir: Path, plan, todo: list, outcome: SweepOutcome, *, worker
     say(f"starting {len(todo)} runs on {where}")
     stop_progress = threading.Event()
     with dask_client(workers, scheduler) as (client, cluster):
+        outcome.workers = len(client.run(warm_worker))  # imports once per worker, in parallel
         outcome.cluster_s = time.perf_counter() - t0
-        outcome.workers = len(client.scheduler_info().get("workers", {}))
         if scheduler and outcome.workers == 0:
             say("the scheduler has no workers yet: the runs wait for workers to join")
         nice = LOCAL_NICENESS if cluster is not None else 0

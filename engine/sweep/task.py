@@ -44,6 +44,16 @@ def _prepare_process(threads: int, nice: int) -> None:
         _NICED = True
 
 
+def warm_worker() -> int:
+    """Import what a task needs (torch, the trainer) in a worker process, before any task runs:
+    the client calls it on every worker after connecting, so start-up is paid once per worker
+    and in parallel, not inside the first run of each. Returns the worker's pid."""
+    import engine.resume  # noqa: F401
+    import engine.trainer  # noqa: F401
+
+    return os.getpid()
+
+
 def _stored_status(path: Path) -> str | None:
     """The run's status through the store, ``None`` when there is no readable run."""
     from engine.store import is_run_dir, open_run
@@ -74,9 +84,10 @@ def run_task(task: dict) -> dict:
     ``retry_failed`` (bool).
     """
     t0 = time.perf_counter()
+    started = time.time()
     path = Path(task["path"])
     _prepare_process(task.get("threads", 1), task.get("nice", 0))
-    out = {"rel": task.get("rel", path.name), "host": socket.gethostname(), "pid": os.getpid(),
+    out = {"rel": task.get("rel", path.name), "host": socket.gethostname(), "pid": os.getpid(), "started": started,
            "action": "", "status": "", "message": "", "steps": 0, "run_s": 0.0, "wait_s": 0.0}
     from engine.resume import find_resume_point, resume_run_locked, run_lock
     from engine.trainer import train
@@ -119,4 +130,5 @@ def run_task(task: dict) -> dict:
 
 def _done(out: dict, t0: float) -> dict:
     out["task_s"] = time.perf_counter() - t0
+    out["ended"] = time.time()
     return out
