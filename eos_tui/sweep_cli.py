@@ -352,7 +352,28 @@ def resume(
 
     from eos_tui.app import run_monitor
 
-    raise typer.Exit(run_monitor([run], processes=[spawn_resume(run)]))
+    proc = spawn_resume(run)
+    _wait_until_reopened(run, proc)
+    raise typer.Exit(run_monitor([run], processes=[proc]))
+
+
+def _wait_until_reopened(run: Path, proc, timeout: float = 120.0) -> None:
+    """The monitor follows a run while it is ``running``: wait until the engine process has
+    reopened it (it loads the data and the checkpoint first), or report why it could not."""
+    from engine.errors import RunStoreError
+    from engine.store import open_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open_run(run) as r:
+            if r.status == "running":
+                return
+        if proc.poll() is not None:
+            log = run.parent / f".{run.name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise RunStoreError(f"the engine could not resume {run} (exit {proc.returncode})"
+                                + (f": {tail[0].removeprefix('error: ')}" if tail else ""))
+        time.sleep(0.1)
 
 
 def mount(app: typer.Typer) -> None:

@@ -142,3 +142,33 @@ def test_powerlaw_figure_lines(tmp_path):
     fit = status.analysis.fit
     assert fit_line.y[1] - fit_line.y[0] == pytest.approx(fit.c2 * (fit_line.x[1] - fit_line.x[0]))
     assert fig.title.startswith(f"max P¹ ∝ D^{fit.c2:.3f}") and "R²" in fig.title
+
+
+@pytest.mark.slow
+async def test_a_sweep_started_from_the_screen_runs_to_the_end(tmp_path):
+    """`eos-tui sweep` with the UI: the client runs in its own process (engine.launch.spawn_sweep)
+    and the screen follows the sweep directory until every run finished."""
+    from engine.launch import spawn_sweep
+    from engine.sweep.manifest import write_manifest
+    from engine.sweep.plan import make_plan
+    from sweep_fixtures import TINY_SWEEP_SETS
+
+    sweep = tmp_path / "ui"
+    sets = [s for s in TINY_SWEEP_SETS if not s.startswith("train.max_steps")] + ["train.max_steps=25"]
+    write_manifest(sweep, make_plan("dice-quick-ee", sizes=[40, 80], init_seeds=1, subset_seeds=1, sets=sets))
+    client = spawn_sweep(sweep, workers=1)
+    try:
+        app = EosApp(lambda: SweepScreen(sweep, process=client, poll=0.25))
+        async with app.run_test(size=SIZE) as pilot:
+            s = app.screen
+            await wait_until(pilot, lambda: s.status is not None and s.status.done, timeout=240, what="sweep done")
+            await wait_until(pilot, lambda: client.poll() is not None, timeout=60, what="client exited")
+            await wait_until(pilot, lambda: "2 finished" in screen_text(app) and "client: finished" in screen_text(app),
+                             what="final state shown")
+            log = s.query_one("#journal")
+            await wait_until(pilot, lambda: log.line_count == 2, what="journal lines")
+            await pilot.press("q")  # the client has ended: no question
+        assert client.returncode == 0
+    finally:
+        if client.poll() is None:
+            client.kill()

@@ -6,11 +6,14 @@ wall-clock time. Runs that ended are read once and cached; running ones on every
 scan also gives the overall progress, an ETA and the current power-law fit, so ``eos-tui sweep
 status``, the headless progress line and the live sweep screen all show the same numbers.
 
-Progress counts work as ``n_train × steps`` (a step's cost grows with the data set): an ended run
-counts all its planned steps. The ETA divides the remaining work by the speed the runs
-themselves recorded (work per second of ``wall_s``) times the number of runs in progress, so it
-is available as soon as a watcher attaches; runs that stop early at the target loss make it an
-upper bound.
+Progress counts work as ``n_train × steps`` (a step's cost grows with the data set). A run stops
+at ``max_steps`` or, usually much earlier, at the target loss, so its expected number of steps is
+estimated: an ended run's are its own; a run in progress extrapolates its loss (the slope of
+``log loss`` over its last :data:`TREND_ROWS` rows) to the target loss; a run not started yet
+takes the median of the ended runs of its size (or of the nearest size); each is capped by
+``max_steps``. The ETA divides the remaining expected work by the speed the runs themselves
+recorded (work per second of ``wall_s``) times the number of runs in progress, so it is
+available as soon as a watcher attaches. It is an estimate, and says so (``ETA ~``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from engine.sweep.plan import RunSpec, SweepPlan
 
 STATES = ("pending", "running", "finished", "diverged", "interrupted", "failed", "corrupt")
 ENDED = ("finished", "diverged", "failed")
+TREND_ROWS = 50  # rows of a run's recent loss used to extrapolate when it reaches the target
 
 
 @dataclass
@@ -52,6 +56,8 @@ class RunState:
     wall_s: float = 0.0
     message: str = ""
     result: RunResult | None = None
+    expected_steps: float = 0.0      # estimated total steps (see the module docstring); 0: unknown
+    trend_steps: float = 0.0         # a run in progress: its own extrapolation to the target loss
 
     @property
     def rel(self) -> str:
@@ -66,7 +72,8 @@ class RunState:
         """Progress of this run in [0, 1] (1 once it ended)."""
         if self.state in ENDED:
             return 1.0
-        return min(1.0, self.steps_done / self.max_steps) if self.max_steps else 0.0
+        total = self.expected_steps or self.max_steps
+        return min(1.0, self.steps_done / total) if total else 0.0
 
 
 @dataclass
@@ -100,7 +107,7 @@ class SweepStatus:
         parts = ", ".join(f"{n} {s}" for s, n in self.counts.items())
         text = f"{len(self.runs)} runs: {parts} · {100 * self.fraction:.0f}% of the work"
         if self.eta_s is not None and not self.done:
-            text += f" · ETA {format_duration(self.eta_s)}"
+            text += f" · ETA ~{format_duration(self.eta_s)}"
         return text
 
 
@@ -155,7 +162,8 @@ class SweepScanner:
                 st.step = last
                 if last is not None:
                     cols = [c for c in ("loss", "lambda_H_1", "threshold", "wall_s") if c in run.step_columns]
-                    rows = run.steps(since=max(-1, last - 20), columns=cols)
+                    rows = run.steps(since=max(-1, last - TREND_ROWS), columns=cols)
+                    st.trend_steps = _steps_to_target(rows, float(run.meta.get("target_loss") or 0.0))
                     st.loss = float(rows["loss"][-1])
                     st.threshold = float(rows["threshold"][-1])
                     st.wall_s = float(rows["wall_s"][-1])
@@ -183,6 +191,7 @@ class SweepScanner:
                 continue  # final: read once (a --retry-failed rerun of the sweep starts a new scanner)
             self._read(st)
         runs = list(self.states.values())
+        _expect_steps(runs)
         record = ClientRecord.read(self.sweep_dir)
         return SweepStatus(sweep_dir=self.sweep_dir, plan=self.plan, runs=runs, client=record,
                            client_alive=client_alive(record), analysis=self._analyze(runs),
@@ -202,7 +211,7 @@ class SweepScanner:
 
     @staticmethod
     def _work(r: RunState) -> tuple[float, float]:
-        total = r.spec.size * r.max_steps
+        total = r.spec.size * (r.expected_steps or r.max_steps)
         return total, total * r.fraction
 
     def _fraction(self, runs: list[RunState]) -> float:
@@ -217,6 +226,38 @@ class SweepScanner:
         speed = sum(w for w, _ in measured) / sum(s for _, s in measured)  # work per run-second
         remaining = sum(t - d for t, d in map(self._work, runs))
         return remaining / (speed * running)
+
+
+def _steps_to_target(rows: dict, target: float) -> float:
+    """Total steps at which the loss of these recent rows, extrapolated along the slope of
+    ``log loss``, reaches ``target`` (0 when it cannot be told: too few rows, or no descent)."""
+    loss, step = rows["loss"], rows["step"]
+    ok = np.isfinite(loss) & (loss > 0)
+    if target <= 0 or ok.sum() < 10:
+        return 0.0
+    x, y = step[ok].astype(float), np.log(loss[ok])
+    slope = np.polyfit(x, y, 1)[0]
+    if not slope < 0:
+        return 0.0
+    return float(x[-1] + 1 + max(0.0, (y[-1] - math.log(target)) / -slope))
+
+
+def _expect_steps(runs: list[RunState]) -> None:
+    """Fill ``expected_steps`` of every run (see the module docstring)."""
+    ended: dict[int, list[int]] = {}
+    for r in runs:
+        if r.state in ENDED and r.steps_done:
+            ended.setdefault(r.spec.size, []).append(r.steps_done)
+    for r in runs:
+        if r.state in ENDED:
+            r.expected_steps = r.steps_done or r.max_steps
+            continue
+        guess = r.trend_steps if r.state == "running" else 0.0
+        if not guess and ended:
+            nearest = min(ended, key=lambda d: (abs(math.log(d / r.spec.size)), -d))
+            guess = float(np.median(ended[nearest]))
+        guess = guess or r.max_steps
+        r.expected_steps = float(min(r.max_steps, max(guess, r.steps_done + 1)))
 
 
 def sweep_status(sweep_dir: Path | str) -> SweepStatus:

@@ -245,6 +245,8 @@ class SweepScreen(SizedScreen):
             return "client: none"
         if s.client_alive:
             return f"client: running (pid {s.client.pid} on {s.client.host})"
+        if s.client.state == "failed":
+            return f"client failed: {s.client.message}"
         return f"client: {s.client.state if s.client.state != 'running' else 'gone'}"
 
     def redraw(self) -> None:
