@@ -59,17 +59,17 @@ def sweep(
     target: Annotated[str, typer.Argument(metavar="PRESET | status SWEEP | watch SWEEP",
                                           help="A preset to sweep, or `status SWEEP` / `watch SWEEP`.")],
     sweep_dir: Annotated[Optional[Path], typer.Argument(metavar="[SWEEP]", help="The sweep directory (status, watch).")] = None,
-    sizes: Annotated[Optional[str], typer.Option("--sizes", help="Dataset sizes, comma-separated [default: the paper's Table-1 sizes of the data set].")] = None,
+    sizes: Annotated[Optional[str], typer.Option("--sizes", help="Dataset sizes, comma-separated (default: the paper's Table-1 sizes of the data set).")] = None,
     init_seeds: Annotated[str, typer.Option("--init-seeds", help="Initialisation seeds per size.")] = "4",
     subset_seeds: Annotated[str, typer.Option("--subset-seeds", help="Training-subset seeds per size.")] = "4",
     sets: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a setting of every run: key=value (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep directory [default: RUNS/sweep-PRESET]; on a cluster a path every worker sees.")] = None,
-    workers: Annotated[Optional[str], typer.Option("--workers", "-w", help="Local Dask workers, one process and one torch thread each [default: cores].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep directory (default: RUNS/sweep-PRESET); on a cluster a path every worker sees.")] = None,
+    workers: Annotated[Optional[str], typer.Option("--workers", "-w", help="Local Dask workers, one process and one torch thread each (default: the cores).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Submit to this Dask scheduler (e.g. tcp://host:8786) instead of starting a local cluster.")] = None,
     no_ui: Annotated[bool, typer.Option("--no-ui", help="Headless: progress lines instead of the live sweep screen.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a different plan in --out (runs it cannot reuse are moved to superseded-*/, never deleted).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed runs again (by default they stay recorded as failed).")] = False,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent of the default sweep directory [default: $EOS_TUI_RUNS or ./runs].")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent of the default sweep directory (default: $EOS_TUI_RUNS or ./runs).")] = None,
 ) -> None:
     """Run a dataset-size sweep of PRESET on Dask (sizes × init seeds × subset seeds), live.
 
@@ -205,14 +205,14 @@ def _sweep_headless(out: Path, workers: int, scheduler: Optional[str], retry_fai
             raise
     status = outcome.status
     if not outcome.results:
-        console.print(f"nothing to do: {status.summary()}", highlight=False)
+        console.print(f"nothing to do: {status.summary()}", highlight=False, soft_wrap=True)
     else:
         console.print(f"sweep {out}: {status.summary()} ({len(outcome.results)} run this time, "
-                      f"{outcome.wall_s:.0f} s on {outcome.workers} workers)", highlight=False)
+                      f"{outcome.wall_s:.0f} s on {outcome.workers} workers)", highlight=False, soft_wrap=True)
     fit = status.analysis.fit
     if fit is not None:
         console.print(f"max P^1 ≈ {fit.c1:.4g} · D^{fit.c2:.3f}  (R² {fit.r2:.3f}, {fit.n} runs) — "
-                      f"details: eos-tui analyze {out}", highlight=False)
+                      f"details: eos-tui analyze {out}", highlight=False, soft_wrap=True)
     return 0 if outcome.ok else 1
 
 

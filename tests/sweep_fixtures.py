@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -78,3 +82,19 @@ def synthetic_sweep(root: Path, *, sizes=(100, 200, 400, 800), seeds: int = 2, c
             w.append_snapshot(s, {"P_1": peak * (s / 29) if s > 10 else 10 * peak})  # transient spike ignored
         w.close((statuses or {}).get(spec.rel, "finished"))
     return root
+
+
+def kill_9_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` (polled every 50 ms); fail if it ends first."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, "the process ended before it could be killed"
+            assert time.monotonic() < deadline, "timed out waiting to kill"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

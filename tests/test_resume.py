@@ -4,10 +4,7 @@ uninterrupted run took (to 1e-10), rows already stored are recomputed and compar
 from __future__ import annotations
 
 import math
-import os
-import signal
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from engine.launch import spawn_training
 from engine.resume import find_resume_point, resume_run, run_lock
 from engine.store import open_run, send_control
 from engine.trainer import train
-from sweep_fixtures import invoke
+from sweep_fixtures import invoke, kill_9_when
 
 STEPS = 45
 SOLVERS = {
@@ -87,20 +84,13 @@ def test_resume_after_kill_9_and_after_a_stop(tmp_path):
     full = tmp_path / "full"
     train(cfg, full)
     run_dir = tmp_path / "killed"
-    proc = spawn_training(cfg, run_dir)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if (run_dir / "run.json").exists():
-                with open_run(run_dir) as run:
-                    if (run.last_step() or 0) >= 60:
-                        break
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    def rows() -> int:
+        if not (run_dir / "run.json").exists():
+            return 0
+        with open_run(run_dir) as run:
+            return run.last_step() or 0
+
+    kill_9_when(spawn_training(cfg, run_dir), lambda: rows() >= 60)
     with open_run(run_dir) as run:
         assert run.status == "interrupted" and run.crashed
         killed_at = run.last_step()

@@ -219,3 +219,13 @@ def test_a_copied_sweep_keeps_working(sweep_copy, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(sweep, moved)
     assert {r.state for r in SweepScanner(moved).scan().runs} == {"finished"}
+
+
+def test_expected_steps_follow_the_loss_to_the_target():
+    from engine.sweep.status import _steps_to_target
+
+    step = np.arange(10, 30)
+    rows = {"step": step, "loss": 2.0 * np.exp(-0.1 * step)}
+    assert _steps_to_target(rows, 0.01) == pytest.approx(math.log(200) / 0.1 + 1)  # the step after it reaches 0.01
+    assert _steps_to_target({"step": step, "loss": np.full(20, 0.5)}, 0.01) == 0.0  # no descent: unknown
+    assert _steps_to_target({"step": step[:5], "loss": rows["loss"][:5]}, 0.01) == 0.0  # too few rows

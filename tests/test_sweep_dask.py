@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.store import open_run
-from sweep_fixtures import ROOT, TINY_RUNS, analyze_json, invoke, run_cli, run_json_count, sweep_command
+from sweep_fixtures import ROOT, TINY_RUNS, analyze_json, invoke, kill_9_when, run_cli, run_json_count, sweep_command
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -149,19 +148,12 @@ def test_sigkill_of_the_client_then_rerun(reference, tmp_path):
     out = tmp_path / "killed"
     client = subprocess.Popen(sweep_command(out, "--workers", "2"), cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:  # kill once a run is well under way and some are not done
-            rows = _progress(out)
-            if any(n >= 30 for n in rows.values()) and sum(n == 120 for n in rows.values()) < 3:
-                break
-            assert client.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.05)
-        os.kill(client.pid, signal.SIGKILL)
-        client.wait(timeout=30)
-    finally:
-        if client.poll() is None:
-            client.kill()
+
+    def under_way() -> bool:  # a run well under way, and some runs not done
+        rows = _progress(out)
+        return any(n >= 30 for n in rows.values()) and sum(n == 120 for n in rows.values()) < 3
+
+    kill_9_when(client, under_way)
     cut = _progress(out)
     assert any(n < 120 for n in cut.values()) or len(cut) < 4, cut
     res = run_cli(sweep_command(out, "--workers", "2"))

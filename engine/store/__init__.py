@@ -46,8 +46,9 @@ Layout of ``RUN/``
       ``created``, ``status``, ``status_message``, ``pid``, ``hostname``, ``heartbeat`` (unix
       time of the writer's last sign of life), ``finished_at`` (ISO, set with a final status).
 ``checkpoints/step_00000100.safetensors``
-    Weight checkpoints (e.g. ``{"theta": flat params, "eigvecs": (P, k)}``), step zero-padded
-    to 8 digits. Written to a ``*.tmp`` file, fsynced and renamed, so a checkpoint appears
+    Weight checkpoints (e.g. ``{"theta": flat params, "eigvecs": (P, k)}``; the trainer adds the
+    state a run continues from, see :mod:`engine.trainer` and :mod:`engine.resume`), step
+    zero-padded to 8 digits. Written to a ``*.tmp`` file, fsynced and renamed, so a checkpoint appears
     under its final name only when complete; leftover ``*.tmp`` files are ignored.
 ``data.safetensors``
     The exact training tensors of the run: ``X`` ``(n, d_0)``, ``y`` ``(n,)``, ``indices``

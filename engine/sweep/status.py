@@ -10,7 +10,8 @@ Progress counts work as ``n_train × steps`` (a step's cost grows with the data 
 at ``max_steps`` or, usually much earlier, at the target loss, so its expected number of steps is
 estimated: an ended run's are its own; a run in progress extrapolates its loss (the slope of
 ``log loss`` over its last :data:`TREND_ROWS` rows) to the target loss; a run not started yet
-takes the median of the ended runs of its size (or of the nearest size); each is capped by
+takes the median of the ended runs of its size (or of the nearest size; before any run ended,
+of the runs in progress' extrapolations); each is capped by
 ``max_steps``. The ETA divides the remaining expected work by the speed the runs themselves
 recorded (work per second of ``wall_s``) times the number of runs in progress, so it is
 available as soon as a watcher attaches. It is an estimate, and says so (``ETA ~``).
@@ -244,10 +245,14 @@ def _steps_to_target(rows: dict, target: float) -> float:
 
 def _expect_steps(runs: list[RunState]) -> None:
     """Fill ``expected_steps`` of every run (see the module docstring)."""
-    ended: dict[int, list[int]] = {}
+    ended: dict[int, list[float]] = {}  # steps of the ended runs by size, else the running runs' trends
     for r in runs:
         if r.state in ENDED and r.steps_done:
             ended.setdefault(r.spec.size, []).append(r.steps_done)
+    if not ended:
+        for r in runs:
+            if r.state == "running" and r.trend_steps:
+                ended.setdefault(r.spec.size, []).append(min(r.trend_steps, r.max_steps))
     for r in runs:
         if r.state in ENDED:
             r.expected_steps = r.steps_done or r.max_steps
