@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -165,6 +166,41 @@ def test_sigkill_of_the_client_then_rerun(reference, tmp_path):
             assert run.status == "finished" and steps == list(range(120)), rel
     journal = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert "resumed" in {r["action"] for r in journal} or any(n == 0 for n in cut.values())
+    assert_same_analysis(analyze_json(reference[0]), analyze_json(out))
+
+
+@pytest.mark.slow
+def test_a_lost_worker_is_replaced_and_its_run_continues(reference, tmp_path):
+    """SIGKILL of a worker process mid-run: Dask runs the task again on the restarted worker,
+    which continues the run from its checkpoint; the analysis is the uninterrupted one."""
+    out = tmp_path / "lost"
+    client = subprocess.Popen(sweep_command(out, "--workers", "1"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    rel = TINY_RUNS[0]  # the first run submitted
+    worker = {}
+
+    def under_way() -> bool:
+        if not (out / rel / "run.json").exists():
+            return False
+        with open_run(out / rel) as run:
+            worker["pid"] = int(run._meta_table()["pid"])  # noqa: SLF001 - the writer's pid
+            return (run.last_step() or 0) >= 40
+
+    try:
+        deadline = time.monotonic() + 300
+        while not under_way():
+            assert client.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(worker["pid"], signal.SIGKILL)
+        output, _ = client.communicate(timeout=600)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 0, output
+    assert "Warning" not in output and "Traceback" not in output, output
+    journal = {r["rel"]: r for r in map(json.loads, (out / "events.jsonl").read_text().splitlines())}
+    assert journal[rel]["action"] == "resumed" and journal[rel]["pid"] != worker["pid"]
+    assert run_json_count(out) == 4
     assert_same_analysis(analyze_json(reference[0]), analyze_json(out))
 
 

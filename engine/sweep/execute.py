@@ -60,7 +60,12 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[tuple]:
     or a connection to ``scheduler`` (``cluster`` is then ``None``). An unreachable scheduler is
     a :class:`ConfigError` within :data:`SCHEDULER_TIMEOUT_S` seconds."""
     quiet_logging()
+    import warnings
+
     from distributed import Client, LocalCluster
+
+    # a nanny restarting a lost worker asks for the default HTTP port, busy on a shared machine
+    warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
 
     cluster = None
     if scheduler:
