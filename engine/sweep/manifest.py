@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from engine.config import resolve
 from engine.errors import ConfigError, RunStoreError
-from engine.store import is_run_dir, open_run
+from engine.store import open_run
 from engine.store.files import atomic_write
 from engine.sweep.plan import SweepPlan, config_hash
 
@@ -131,8 +132,6 @@ def set_aside_stale_runs(sweep_dir: Path, plan: SweepPlan) -> list[str]:
         rel = run_dir.relative_to(sweep_dir).as_posix()
         try:
             with open_run(run_dir) as run:
-                from engine.config import resolve
-
                 same = keep.get(rel) == config_hash(resolve(dict(run.config)))
         except Exception:  # noqa: BLE001 - unreadable: set aside as well
             same = False
@@ -206,8 +205,3 @@ class ClientRecord:
         except (OSError, ValueError, TypeError, KeyError):
             return None
 
-
-def run_dirs(sweep_dir: Path, plan: SweepPlan) -> list[tuple]:
-    """``(spec, path, exists)`` of every planned run."""
-    sweep_dir = Path(sweep_dir)
-    return [(spec, sweep_dir / spec.rel, is_run_dir(sweep_dir / spec.rel)) for spec in plan.runs()]
