@@ -229,3 +229,31 @@ def test_expected_steps_follow_the_loss_to_the_target():
     assert _steps_to_target(rows, 0.01) == pytest.approx(math.log(200) / 0.1 + 1)  # the step after it reaches 0.01
     assert _steps_to_target({"step": step, "loss": np.full(20, 0.5)}, 0.01) == 0.0  # no descent: unknown
     assert _steps_to_target({"step": step[:5], "loss": rows["loss"][:5]}, 0.01) == 0.0  # too few rows
+
+
+def test_a_port_that_is_not_a_dask_scheduler(tmp_path):
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:  # another service on the port: an HTTP reply to anything
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        out = tmp_path / "out"
+        res = invoke("sweep", "dice-quick-ee", "--no-ui", "--out", out, "--scheduler", f"tcp://127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Dask scheduler" in lines[0], res.output
+    assert not out.exists()

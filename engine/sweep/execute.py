@@ -88,10 +88,53 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[tuple]:
             cluster.close()
 
 
+def _tcp_probe(scheduler: str) -> None:
+    """A plain TCP connection to a ``tcp://`` / ``tls://`` (or bare ``host:port``) address, before
+    Dask is even imported: a refused or silent port is a :class:`ConfigError` at once (or after
+    :data:`SCHEDULER_TIMEOUT_S`). Other protocols are left to Dask."""
+    import socket
+
+    proto, _, rest = scheduler.rpartition("://")
+    if proto not in ("", "tcp", "tls"):
+        return
+    host, _, port = rest.rpartition(":")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise ConfigError(f"--scheduler {scheduler!r} is not an address like tcp://host:8786") from None
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", port_n), timeout=SCHEDULER_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} within "
+                          f"{SCHEDULER_TIMEOUT_S:g} s ({reason})") from None
+
+
 def check_scheduler(scheduler: str) -> int:
-    """Connect to ``scheduler`` once (a :class:`ConfigError` if unreachable); its worker count."""
-    with dask_client(0, scheduler) as (client, _):
-        return len(client.scheduler_info().get("workers", {}))
+    """Ask ``scheduler`` who it is, within :data:`SCHEDULER_TIMEOUT_S` (a :class:`ConfigError` if
+    it cannot be reached or is not a Dask scheduler); its number of workers."""
+    _tcp_probe(scheduler)
+    quiet_logging()
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def identity() -> dict:
+        async with rpc(scheduler, timeout=SCHEDULER_TIMEOUT_S) as remote:
+            return await remote.identity()
+
+    try:
+        info = asyncio.run(asyncio.wait_for(identity(), SCHEDULER_TIMEOUT_S))
+    except (OSError, asyncio.TimeoutError) as exc:
+        detail = " ".join(str(exc).split()) or "timed out"
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} within "
+                          f"{SCHEDULER_TIMEOUT_S:g} s ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - an answer that is not Dask's (another service on the port)
+        raise ConfigError(f"{scheduler} answered, but not as a Dask scheduler ({type(exc).__name__})") from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        raise ConfigError(f"{scheduler} answered, but not as a Dask scheduler")
+    return len(info.get("workers", {}))
 
 
 @dataclass
