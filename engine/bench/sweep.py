@@ -5,6 +5,8 @@ once on a ``LocalCluster`` of one worker and once on two (fresh sweep directorie
 client :func:`engine.sweep.execute.run_sweep`). Measured from the tasks' own clocks:
 
 * ``run s``: a run's own time (the trainer: data, model, every step and snapshot);
+* ``core share``: the run's CPU time over its wall time (1.0: a core of its own; less when the
+  machine is shared with other work);
 * ``in-task s``: task wall time minus the run's own time (the run's lock, its status check);
 * ``gap s``: on each worker, from the end of one task to the start of the next (scheduling:
   the result's trip to the client and the next task's dispatch);
@@ -56,6 +58,7 @@ def measure(sweep_dir: Path, workers: int) -> dict:
         "workers": workers, "runs": runs, "start_s": out.cluster_s, "wall_s": out.wall_s,
         "runs_per_min": 60.0 * runs / out.wall_s if out.wall_s > 0 else float("nan"),
         "run_s": median(run_s), "run_s_spread": (max(run_s) - min(run_s)) if run_s else float("nan"),
+        "core_share": median([r["cpu_s"] / r["run_s"] for r in results if r["run_s"] > 0]),
         "in_task_s": median(in_task), "gap_s": statistics.fmean(gaps) if gaps else 0.0,
         "overhead_s": slot_overhead, "overhead_pct": 100 * slot_overhead / median(run_s),
         "workers_used": len(by_worker), "failed": len(out.results) - runs,
@@ -81,8 +84,8 @@ def run(quick: bool = False, console=None) -> dict:
             if console is not None:
                 console.log(f"sweep: {workers} worker(s) done")
     res.table("sweep of equal runs (wall: first submit to last result; start: cluster + worker imports)", rows,
-              ["workers", "runs", "start_s", "wall_s", "runs_per_min", "run_s", "run_s_spread", "in_task_s",
-               "gap_s", "overhead_s", "overhead_pct"])
+              ["workers", "runs", "start_s", "wall_s", "runs_per_min", "run_s", "run_s_spread", "core_share",
+               "in_task_s", "gap_s", "overhead_s", "overhead_pct"])
     one, two = rows
     speedup = two["runs_per_min"] / one["runs_per_min"]
     overhead = max(r["overhead_pct"] for r in rows) / 100

@@ -14,7 +14,9 @@ again (a lost worker) and a rerun of the sweep may submit it again:
   cleared and trained from the start;
 * anything else trains a new run.
 
-The result is a small dict (status, message, steps, timings, host) for the client's journal.
+The result is a small dict (status, message, steps, host, pid, timings: ``run_s`` the run's wall
+time, ``cpu_s`` its CPU time in this worker process, ``task_s`` the whole task, ``started`` /
+``ended`` unix times) for the client's journal.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def run_task(task: dict) -> dict:
                 out["message"] = f"restarted from scratch ({exc})"
         if action == "trained" and path.exists():
             shutil.rmtree(path)  # a partial run that cannot be continued: recomputed identically
-        run_t0 = time.perf_counter()
+        run_t0, cpu_t0 = time.perf_counter(), time.process_time()
         try:
             if action == "resumed":
                 result = resume_run_locked(path)
@@ -124,6 +126,7 @@ def run_task(task: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - the trainer has recorded it in the run; the sweep goes on
             out.update(status="failed", message=f"{type(exc).__name__}: {exc}")
         out["run_s"] = time.perf_counter() - run_t0
+        out["cpu_s"] = time.process_time() - cpu_t0  # this worker process: the run, on a shared machine
         out["action"] = action
     return _done(out, t0)
 
