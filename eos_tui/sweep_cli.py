@@ -86,22 +86,20 @@ def sweep(
         raise ConfigError(f"unexpected argument {str(sweep_dir)!r}: give the sweep directory with --out")
     if scheduler and workers is not None:
         raise ConfigError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
-    from engine.sweep.execute import check_scheduler
+    from engine.resume import run_lock
+    from engine.sweep.execute import check_scheduler, client_lock_path
+    from engine.sweep.manifest import check_plan, set_aside_stale_runs, write_manifest
+    from engine.sweep.plan import make_plan, parse_count, parse_sizes
 
     from eos_tui.cli import err_console, runs_root
 
     if scheduler:  # first: an unreachable scheduler is reported within seconds (before torch loads)
         n = check_scheduler(scheduler)
         err_console.print(f"Dask scheduler {scheduler}: {n} workers", highlight=False)
-    from engine.resume import run_lock
-    from engine.sweep.manifest import check_plan, set_aside_stale_runs, write_manifest
-    from engine.sweep.plan import make_plan, parse_count, parse_sizes
-    from engine.sweep.execute import client_lock_path
-
     plan = make_plan(target, sizes=parse_sizes(sizes), init_seeds=init_seeds,
                      subset_seeds=subset_seeds, sets=sets)
     n_workers = parse_count(workers, "--workers") if workers is not None else default_workers()
-    from engine.trainer import resolve_device
+    from engine.trainer import resolve_device  # torch: after the checks that do not need it
 
     resolve_device(plan.base["train"]["device"])
     out = out if out is not None else runs_root(runs_dir) / f"sweep-{target}"
