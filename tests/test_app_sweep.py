@@ -71,8 +71,13 @@ async def test_grid_progress_and_the_fit_as_runs_finish(live_sweep):
                        "log10 D", "client: none"):
             assert needle in text, needle
         # the live run's step advances in the grid
-        first = int(cells(table)[LIVE][2].split("/")[0])
-        await wait_until(pilot, lambda: int(cells(table)[LIVE][2].split("/")[0]) > first + 5, what="live run advancing")
+        def live_step() -> int:
+            text = cells(table)[LIVE][2]
+            return -1 if text == "-" else int(text.split("/")[0])
+
+        await wait_until(pilot, lambda: live_step() >= 0, what="live run's first rows")
+        first = live_step()
+        await wait_until(pilot, lambda: live_step() > first + 5, what="live run advancing")
         # a pending run finishes: its row, the counts and the fit follow
         finish_late_run(live_sweep)
         await wait_until(pilot, lambda: cells(table)[LATE][1] == "finished", what="late run finished")
