@@ -171,5 +171,8 @@ def test_sweep_quick():
     assert (one["workers"], two["workers"]) == (1, 2) and one["runs"] == two["runs"] == 4
     assert one["workers_used"] == 1 and two["workers_used"] == 2 and one["failed"] == two["failed"] == 0
     assert all(r["run_s"] > 0 and r["wall_s"] > 0 and r["in_task_s"] >= 0 for r in (one, two))
+    cost = res["tables"][1]["rows"]
+    assert [r["case"] for r in cost] == ["dice-ce D=60", "dice-ce D=120"]
+    assert all(r["step_cpu_s"] > 0 and r["snapshot_cpu_s"] > 0 and r["run_1000_cpu_h"] > 0 for r in cost)
     assert [t["name"] for t in res["targets"]] == ["runs/min, 2 workers ÷ 1 worker",
                                                   "scheduling overhead per run (worst of the two)"]

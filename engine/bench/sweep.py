@@ -16,6 +16,12 @@ client :func:`engine.sweep.execute.run_sweep`). Measured from the tasks' own clo
 Cluster start-up and the workers' first imports (torch, the engine: done once per worker process
 by a warm-up call) are reported apart, as ``start s``: they are paid once per sweep, not per run.
 Targets: 2 workers ≥ 1.7× the runs per minute of 1; overhead ≤ 2% of a run.
+
+A second table gives the expected cost of a run of the paper's sweep (preset ``dice-ce``, the
+paper net) at the smallest and the largest Table-1 size, in CPU seconds of this process (one
+torch thread: a worker's share, unaffected by other work on a shared machine): a warm step, a
+snapshot, and from them a run of 1000 steps (the first, cold step solves the eigenproblem from
+scratch: 20 iterations, about 20 warm steps' worth; a snapshot every 100 steps).
 """
 
 from __future__ import annotations
@@ -65,6 +71,46 @@ def measure(sweep_dir: Path, workers: int) -> dict:
     }
 
 
+COST_PRESET = "dice-ce"
+QUICK_COST_SETS = ["data.image_size=8", "model.depth=3", "model.width=16"]
+
+
+def run_cost(preset: str, size: int, sets: list[str], *, steps: int = 1000, warm: int = 2) -> dict:
+    """CPU seconds of a warm step and a snapshot of ``preset`` at ``size`` (one torch thread),
+    and the cost of a run of ``steps`` steps derived from them."""
+    import tempfile as _tempfile
+    import time
+
+    import torch
+
+    from engine.config import load_preset
+    from engine.trainer import Trainer
+
+    cfg = load_preset(preset, [f"data.size={size}", "eig.max_iters=1", *sets])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _tempfile.TemporaryDirectory() as tmp:
+            trainer = Trainer(cfg, Path(tmp) / "run")
+            theta, _ = trainer.solver.step(trainer.theta)  # the start (a cheap cold step here)
+            times = []
+            for _ in range(warm):
+                t0 = time.process_time()
+                theta, _ = trainer.solver.step(theta)
+                times.append(time.process_time() - t0)
+            t0 = time.process_time()
+            trainer.snapshots.compute(theta)
+            snapshot = time.process_time() - t0
+    finally:
+        torch.set_num_threads(threads)
+    step = median(times)
+    cold = 20 * step
+    every = cfg["metrics"]["snapshot_every"]
+    run_s = cold + steps * step + (steps // every) * snapshot
+    return {"case": f"{preset} D={size}", "params": trainer.spec.num_params, "step_cpu_s": step,
+            "snapshot_cpu_s": snapshot, "cold_step_cpu_s": cold, f"run_{steps}_cpu_h": run_s / 3600}
+
+
 def run(quick: bool = False, console=None) -> dict:
     from engine.sweep.manifest import write_manifest
     from engine.sweep.plan import make_plan
@@ -86,6 +132,10 @@ def run(quick: bool = False, console=None) -> dict:
     res.table("sweep of equal runs (wall: first submit to last result; start: cluster + worker imports)", rows,
               ["workers", "runs", "start_s", "wall_s", "runs_per_min", "run_s", "run_s_spread", "core_share",
                "in_task_s", "gap_s", "overhead_s", "overhead_pct"])
+    cost_sizes = (60, 120) if quick else (468, 7500)
+    costs = [run_cost(COST_PRESET, d, QUICK_COST_SETS if quick else []) for d in cost_sizes]
+    res.table(f"cost of a run of the paper's sweep ({COST_PRESET}), CPU seconds on one thread", costs,
+              ["case", "params", "step_cpu_s", "snapshot_cpu_s", "cold_step_cpu_s", "run_1000_cpu_h"])
     one, two = rows
     speedup = two["runs_per_min"] / one["runs_per_min"]
     overhead = max(r["overhead_pct"] for r in rows) / 100
