@@ -56,6 +56,17 @@ class SnapshotComputer:
         self._ggn_block: torch.Tensor | None = None
         self._residual_block: torch.Tensor | None = None
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The warm starts of λ1(G) and λ1(H−G) (``P × b`` blocks; the per-sample warm vectors
+        of the layer norms, ``n × d`` per layer, are not kept: a resumed run starts them cold,
+        and they converge to ``metrics.norm_tol``)."""
+        blocks = {"ggn_block": self._ggn_block, "residual_block": self._residual_block}
+        return {k: v for k, v in blocks.items() if v is not None}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._ggn_block = state.get("ggn_block")
+        self._residual_block = state.get("residual_block")
+
     def compute(self, theta: torch.Tensor, *, full: bool = True) -> dict[str, float]:
         """Snapshot values by store name (``EK2``, ``P_1``, ``lambda_G1``, ``lambda_G1_resid``, ...).
 

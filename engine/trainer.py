@@ -3,7 +3,9 @@
 Row ``s`` of the store describes the parameters ``θ_s``: their loss, accuracy, gradient
 norm, top eigenvalues and gradient-flow time ``t_s`` (``t_0 = 0``), plus the step size that
 took ``θ_s`` to ``θ_{s+1}``. Every ``snapshot_every`` steps (and at the end) the full metric
-set of spec §2–4 is recorded and ``θ_s`` is checkpointed. The loop stops at the target loss,
+set of spec §2–4 is recorded and ``θ_s`` is checkpointed, with the solver's state *before* step
+``s`` and the snapshot computer's state before snapshot ``s``: everything needed to recompute
+row ``s`` and continue (:mod:`engine.resume`, through :class:`Start`). The loop stops at the target loss,
 ``max_steps`` rows, ``max_time_s``, divergence (non-finite loss or loss above
 ``divergence_factor`` × its start: status ``diverged``), or a ``stop`` on the control channel
 (status ``interrupted``). Ctrl-C (``KeyboardInterrupt``) also leaves the run ``interrupted``
@@ -39,6 +41,20 @@ from engine.solvers import StepSizeError, make_solver
 from engine.store import RunWriter
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class Start:
+    """Where :meth:`Trainer.run` continues a run (``engine.resume``): row ``step`` is computed
+    again from ``theta`` = θ_step at flow time ``t``; ``loss0`` is the loss of row 0 (the
+    divergence test) and ``wall_s`` the wall clock of row ``step``. The caller has loaded the
+    solver's and the snapshot computer's state from the checkpoint of ``step``."""
+
+    step: int
+    theta: torch.Tensor
+    t: float
+    loss0: float
+    wall_s: float
 
 
 @dataclass
@@ -114,6 +130,8 @@ class Trainer:
         self.target_loss = tr["target_loss"] or self.criterion.default_target_loss
         self.snapshots = SnapshotComputer(self.spec, self.criterion, self.problem, cfg)
         self._snapshotted: set[int] = set()
+        self._pre_step_state: dict = {}   # the solver's state before the current step
+        self._pre_snapshot_state: dict = {}  # the snapshot computer's state before the last snapshot
 
     def meta(self) -> dict:
         cfg = self.cfg
@@ -148,34 +166,41 @@ class Trainer:
             "host": platform.node(),
         }
 
-    def run(self) -> TrainResult:
+    def run(self, writer: RunWriter | None = None, start: Start | None = None) -> TrainResult:
+        """Train into a new run directory, or (``engine.resume``) continue from ``start`` into
+        the run's existing ``writer``."""
         cfg = self.cfg
         tr, mc = cfg["train"], cfg["metrics"]
         record = {k: v for k, v in cfg.items() if k != "group"}
-        writer = RunWriter.create(self.run_dir, config=record, meta=self.meta(), num_eigs=self.num_eigs)
+        fresh = writer is None
+        if fresh:
+            writer = RunWriter.create(self.run_dir, config=record, meta=self.meta(), num_eigs=self.num_eigs)
         status, message, step, loss = "interrupted", "", -1, math.nan
         try:
-            writer.save_training_data(self.data.X.cpu(), self.data.y.cpu(), self.data.indices.cpu())
-            theta, t, start = self.theta, 0.0, time.perf_counter()
-            loss0 = None
+            if fresh:
+                writer.save_training_data(self.data.X.cpu(), self.data.y.cpu(), self.data.indices.cpu())
+            theta, t, loss0 = (self.theta, 0.0, None) if start is None else (start.theta, start.t, start.loss0)
+            start_wall = time.perf_counter() - (0.0 if start is None else start.wall_s)
             try:
-                for step in range(tr["max_steps"]):
+                for step in range(0 if start is None else start.step, tr["max_steps"]):
                     command = self._wait_while_paused(writer)
                     if command == "stop":
                         status, message = "interrupted", "stopped from the control channel"
                         step -= 1
                         break
+                    self._pre_step_state = {**self.solver.state_dict(),
+                                            "hvp_count": torch.tensor(self.solver.hvp_count)}
                     new_theta, info = self.solver.step(theta)
                     loss = info.loss
                     if loss0 is None:
                         loss0 = loss
-                    row = self._row(step, t, info, theta, time.perf_counter() - start)
+                    row = self._row(step, t, info, theta, time.perf_counter() - start_wall)
                     writer.append_step(row)
                     if self.on_step:
                         self.on_step(row)
                     diverged = not math.isfinite(loss) or loss > tr["divergence_factor"] * max(loss0, 1e-30)
                     done = loss <= self.target_loss
-                    out_of_time = tr["max_time_s"] and time.perf_counter() - start >= tr["max_time_s"]
+                    out_of_time = tr["max_time_s"] and time.perf_counter() - start_wall >= tr["max_time_s"]
                     last = step == tr["max_steps"] - 1
                     if diverged:
                         status, message = "diverged", f"loss {loss:.4g} at step {step} (started at {loss0:.4g})"
@@ -185,12 +210,12 @@ class Trainer:
                         message = (f"reached target loss {self.target_loss:g}" if done else
                                    f"reached max_time_s={tr['max_time_s']:g}" if out_of_time else
                                    f"reached max_steps={tr['max_steps']}")
-                        self._snapshot(writer, step, theta, (new_theta, t + info.step_size), last=True)
+                        self._snapshot(writer, step, theta, last=True)
                         break
                     if self.is_snapshot_step(step):
-                        self._snapshot(writer, step, theta, (new_theta, t + info.step_size))
+                        self._snapshot(writer, step, theta)
                     elif step == 0:
-                        self._checkpoint(writer, step, theta, (new_theta, t + info.step_size))
+                        self._checkpoint(writer, step, theta)
                     theta = new_theta
                     t += info.step_size
             except (NonFiniteError, StepSizeError) as exc:  # a NaN/inf product, or no acceptable step
@@ -257,22 +282,22 @@ class Trainer:
             row["ee_err"] = info.error_estimate
         return row
 
-    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor, after: tuple, *,
-                  last: bool = False) -> None:
+    def _snapshot(self, writer: RunWriter, step: int, theta: torch.Tensor, *, last: bool = False) -> None:
         if step in self._snapshotted:
             return
         full = last or len(self._snapshotted) % self.cfg["metrics"]["full_every"] == 0
         self._snapshotted.add(step)
+        self._pre_snapshot_state = self.snapshots.state_dict()
         writer.append_snapshot(step, self.snapshots.compute(theta, full=full))
-        self._checkpoint(writer, step, theta, after)
+        self._checkpoint(writer, step, theta)
 
-    def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor, after: tuple) -> None:
-        """``theta`` = θ_s (what row and snapshot ``s`` describe); the solver state is the one
-        after step ``s``, which continues the run from ``theta_next`` = θ_{s+1} at ``t_next``."""
-        state = {k: v.detach().cpu() for k, v in self.solver.state_dict().items()}
-        theta_next, t_next = after
-        writer.save_checkpoint(step, {"theta": theta.detach().cpu(), "theta_next": theta_next.detach().cpu(),
-                                      "t_next": torch.tensor(t_next, dtype=torch.float64), **state})
+    def _checkpoint(self, writer: RunWriter, step: int, theta: torch.Tensor) -> None:
+        """θ_step, the solver's state before step ``step`` and the snapshot computer's before
+        the snapshot of ``step`` (``snapshot.*``): row ``step`` can be recomputed from it."""
+        state = {**self._pre_step_state,
+                 **{f"snapshot.{k}": v for k, v in self._pre_snapshot_state.items()}}
+        writer.save_checkpoint(step, {"theta": theta.detach().cpu(),
+                                      **{k: v.detach().cpu() for k, v in state.items()}})
 
 
 def _end_run(writer: RunWriter, step: int, status: str, message: str) -> None:

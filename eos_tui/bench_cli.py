@@ -92,11 +92,11 @@ def _run_selected(selected: list[str], *, quick: bool, json_file: Path | None, c
 
 def bench_command(
     names: Optional[list[str]] = typer.Argument(
-        None, help="Benchmarks to run (default: all): step, stable-solvers, eigensolver, snapshot, stepcontrol, ui, plot, scaling."),
+        None, help="Benchmarks to run (default: all): step, stable-solvers, eigensolver, snapshot, stepcontrol, sweep, ui, plot, scaling."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes and few repeats: every benchmark in seconds."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results to this JSON file."),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="torch threads (default: torch's default; 1 with --quick)."),
 ) -> None:
-    """Measure the engine: step vs floor, stable-solvers, eigen-solvers, snapshots, UI latency, figures, scaling."""
+    """Measure the engine: step vs floor, stable-solvers, eigen-solvers, snapshots, sweeps, UI latency, figures, scaling."""
     run_benchmarks(list(names or []), quick=quick, json_file=json_file, threads=threads)

@@ -559,6 +559,15 @@ _mount_claims()
 _mount_plot()
 
 
+def _mount_sweeps() -> None:
+    from eos_tui.sweep_cli import mount
+
+    mount(app)  # sweep, analyze, resume
+
+
+_mount_sweeps()
+
+
 def main() -> None:
     """The ``eos-tui`` entry point: typer's app, with usage errors (a bad option or value) as one
     ``error:`` line and exit 2 instead of click's framed message."""

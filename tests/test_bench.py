@@ -51,8 +51,8 @@ def _check_result(result: dict, name: str) -> None:
 
 
 def test_names_and_unknown_name():
-    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "stepcontrol", "ui", "plot",
-                             "scaling"]
+    assert bench.names() == ["step", "stable-solvers", "eigensolver", "snapshot", "stepcontrol", "sweep", "ui",
+                             "plot", "scaling"]
     assert bench.resolve(None) == bench.names()
     assert bench.resolve(["step", "step", "ui"]) == ["step", "ui"]
     with pytest.raises(ConfigError) as exc:
@@ -189,3 +189,17 @@ def test_plot_quick():
     sharp = next(r for r in per_figure["rows"] if r["figure"] == "sharpness")
     assert sharp["csv_rows"] > sharp["drawn"]
     assert [r["n"] for r in keys["rows"]][:2] == [3, 3]
+
+
+def test_sweep_quick():
+    res = bench.run_benchmark("sweep", quick=True)
+    _check_result(res, "sweep")
+    one, two = res["tables"][0]["rows"]
+    assert (one["workers"], two["workers"]) == (1, 2) and one["runs"] == two["runs"] == 4
+    assert one["workers_used"] == 1 and two["workers_used"] == 2 and one["failed"] == two["failed"] == 0
+    assert all(r["run_s"] > 0 and r["wall_s"] > 0 and r["in_task_s"] >= 0 for r in (one, two))
+    cost = res["tables"][1]["rows"]
+    assert [r["case"] for r in cost] == ["dice-ce D=60", "dice-ce D=120"]
+    assert all(r["step_cpu_s"] > 0 and r["snapshot_cpu_s"] > 0 and r["run_1000_cpu_h"] > 0 for r in cost)
+    assert [t["name"] for t in res["targets"]] == ["runs/min, 2 workers ÷ 1 worker",
+                                                  "scheduling overhead per run (worst of the two)"]

@@ -120,7 +120,7 @@ def test_solver_state_resumes_the_trajectory(solver):
     cfg = tiny_config(f"train.solver={solver}", "metrics.layer_metrics=false", "eig.every=2")
     state = _resume_check(cfg)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    assert {"eig_block", "eig_values", "solver_steps"} <= set(state)
+    assert {"eig_block", "eig_values", "steps_taken"} <= set(state)
     if solver == "ee":
         assert "ee_tau_next" in state
 
@@ -196,17 +196,19 @@ def test_new_settings_are_validated(setting):
 
 
 def test_a_checkpoint_continues_the_recorded_trajectory(tmp_path):
-    """A checkpoint holds θ_s, θ_{s+1}, t_{s+1} and the solver state after step s: a fresh solver
-    loaded from it reproduces the recorded rows s+1, s+2, ... (loss, τ, t) to 1e-10."""
+    """A checkpoint holds θ_s and the solver state before step s (the controller's proposed τ,
+    the warm eigen-block and its residuals): a fresh solver loaded from it reproduces the
+    recorded rows s, s+1, ... (loss, τ, t) to 1e-10."""
     cfg = tiny_config("train.solver=ee", "train.max_steps=16", "metrics.layer_metrics=false")
     steps = _trained_steps(cfg, tmp_path / "run")
     with open_run(tmp_path / "run") as run:
         ckpt = run.checkpoint(10)
+    assert "ee_tau_next" in ckpt and "eig_residuals" in ckpt
     trainer = Trainer(cfg, "/nonexistent")
     solver = make_solver(cfg, trainer.problem, trainer.num_eigs)
-    solver.load_state_dict({k: v for k, v in ckpt.items() if k not in ("theta", "theta_next", "t_next")})
-    theta, t = ckpt["theta_next"], float(ckpt["t_next"])
-    for s in range(11, 16):
+    solver.load_state_dict({k: v for k, v in ckpt.items() if k not in ("theta", "hvp_count")})
+    theta, t = ckpt["theta"], float(steps["t"][10])
+    for s in range(10, 16):
         assert t == pytest.approx(steps["t"][s], rel=1e-12)
         theta, info = solver.step(theta)
         assert info.loss == pytest.approx(steps["loss"][s], rel=1e-10)

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "eigensolver": "engine.bench.eigensolver",
     "snapshot": "engine.bench.snapshot",
     "stepcontrol": "engine.bench.step_control",
+    "sweep": "engine.bench.sweep",
     "scaling": "engine.bench.scaling",
 }
 

@@ -24,6 +24,7 @@ class Line:
     right: bool = False  # draw against the right-hand y axis
     dashed: bool = False  # thresholds and reference lines
     converged: np.ndarray | None = None  # per-point flags aligned with x, y (False: not converged)
+    marker: str | None = None  # unconnected points with this (terminal) marker: a scatter plot
 
 
 @dataclass

@@ -222,14 +222,14 @@ def smooth(y: np.ndarray, n: int) -> np.ndarray:
 def draw_series(fig: Figure, ax: Axes, opts: FigureOptions, *, panel: str, series: str, run: RunView | None,
                 x, y, xname: str, color, log: bool, label: str | None = None, dashed: bool = False,
                 snapshot: bool = False, converged: np.ndarray | None = None, smoothable: bool = True,
-                lw: float = 1.4, alpha: float = 1.0) -> Line2D | None:
+                lw: float = 1.4, alpha: float = 1.0, points: bool = False) -> Line2D | None:
     """Draw one series of one run and record it; returns the (main) line, ``None`` if empty.
 
     Non-finite points (and non-positive ones on a log axis) are left out of both the drawing and
     the record. With ``opts.smooth`` the raw curve stays faint under its moving average and both
     are recorded. A line of more than ``opts.max_points`` points is drawn as its min/max
     envelope (spikes stay); the record keeps every point. Points whose ``converged`` flag is
-    false are drawn hollow.
+    false are drawn hollow. ``points``: unconnected markers (a scatter, e.g. one point per run).
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -252,6 +252,9 @@ def draw_series(fig: Figure, ax: Axes, opts: FigureOptions, *, panel: str, serie
     style = dict(color=color, lw=lw, alpha=alpha, ls="--" if dashed else "-")
     if snapshot and len(x) <= SNAPSHOT_MARKERS:
         style.update(marker="o", ms=3.2)
+    if points:
+        style.update(ls="none", marker="o", ms=4.0)
+        smoothable = False
     main_y = y
     if opts.smooth > 1 and smoothable and not dashed and len(x) > 2:
         _plot(ax, x, y, opts, dict(style, alpha=0.25 * alpha, lw=0.9, marker=None), gid + "|raw", log)

@@ -56,7 +56,7 @@ def _lines(fig: Figure, ax: Axes, panel: Panel, opts: FigureOptions) -> None:
         drawn_line = draw_series(fig, target, opts, panel=panel.title, series=line.label or "", run=None,
                                  x=line.x, y=line.y, xname=panel.xlabel, color=color, log=log,
                                  label=line.label, dashed=line.dashed, converged=line.converged,
-                                 smoothable=False, lw=1.2)
+                                 smoothable=False, lw=1.2, points=line.marker is not None)
         if drawn_line is not None:
             drawn += 1
             handles.append(drawn_line)

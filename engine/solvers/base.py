@@ -216,8 +216,9 @@ class Solver:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything that decides the rest of the trajectory, as tensors (for checkpoints and
-        resume): taken after :meth:`step` from θ_s, it continues the run from θ_{s+1}."""
-        state = {**self.tracker.state_dict(), "solver_steps": torch.tensor(self.steps_taken, dtype=torch.int64)}
+        resume): taken before :meth:`step` from θ_s (the trainer's checkpoints), a solver loaded
+        with it takes step ``s`` and every later one exactly as this one does."""
+        state = {**self.tracker.state_dict(), "steps_taken": torch.tensor(self.steps_taken, dtype=torch.int64)}
         for key, attr in self.STATE_SCALARS.items():
             if getattr(self, attr) is not None:
                 state[key] = torch.tensor(getattr(self, attr), dtype=torch.float64)
@@ -225,8 +226,8 @@ class Solver:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.tracker.load_state_dict(state)
-        if "solver_steps" in state:
-            self.steps_taken = int(state["solver_steps"])
+        if "steps_taken" in state:
+            self.steps_taken = int(state["steps_taken"])
         for key, attr in self.STATE_SCALARS.items():
             if key in state:
                 setattr(self, attr, float(state[key]))

@@ -28,6 +28,11 @@ class RK4Flow(Solver):
         return cls(problem, tracker, cfg["train"]["lr"], alpha=cfg["train"]["rk4_alpha"],
                    eig_every=cfg["eig"]["every"])
 
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        if self.tracker.values is not None:  # λ1 of the last eigen step, as step() set it
+            self.lambda1 = float(self.tracker.values.abs().max())
+
     def step(self, theta: torch.Tensor) -> tuple[torch.Tensor, StepInfo]:
         spectrum = {}
         if self.steps_taken % self.eig_every == 0 or self.lambda1 is None:

@@ -50,11 +50,11 @@ Layout of ``RUN/``
       ``created``, ``status``, ``status_message``, ``pid``, ``hostname``, ``heartbeat`` (unix
       time of the writer's last sign of life), ``finished_at`` (ISO, set with a final status).
 ``checkpoints/step_00000100.safetensors``
-    Weight checkpoints (the trainer writes ``theta`` = θ_s, ``theta_next`` = θ_{s+1}, ``t_next``
-    and the solver's ``state_dict()`` after step ``s``: ``eig_block``, ``eig_values``,
-    ``eig_residuals``, ``solver_steps``, ``ee_tau_next`` ..., from which a run continues
-    exactly), step zero-padded
-    to 8 digits. Written to a ``*.tmp`` file, fsynced and renamed, so a checkpoint appears
+    Weight checkpoints (the trainer writes ``theta`` = θ_s, the solver's ``state_dict()`` before
+    step ``s`` — ``eig_block``, ``eig_values``, ``eig_residuals``, ``steps_taken``,
+    ``ee_tau_next`` ... — plus ``hvp_count`` and the snapshot computer's warm starts
+    ``snapshot.*``, from which :mod:`engine.resume` recomputes row ``s`` and continues exactly),
+    step zero-padded to 8 digits. Written to a ``*.tmp`` file, fsynced and renamed, so a checkpoint appears
     under its final name only when complete; leftover ``*.tmp`` files are ignored.
 ``data.safetensors``
     The exact training tensors of the run: ``X`` ``(n, d_0)``, ``y`` ``(n,)``, ``indices``

@@ -42,12 +42,14 @@ from engine.store.schema import (
     RUN_FILE,
     SCALAR_COLUMNS,
     SCALAR_SPECS,
+    SCHEMA_VERSION,
     STATUSES,
     connect,
     create_schema,
     lambda_columns,
     now_iso,
     one_line,
+    read_step_columns,
     real,
 )
 
@@ -373,3 +375,43 @@ class RunWriter:
         except OSError:
             return False
         return True
+
+    @classmethod
+    def reopen(cls, run_dir: Path | str, *, heartbeat_interval: float | None = 5.0) -> "RunWriter":
+        """Become the writer of an existing run again (``engine.resume``): the run is marked
+        ``running`` with this process as its writer and appends continue after its last step.
+
+        The caller makes sure the previous writer is gone (a reader reports the run
+        ``interrupted``): a run has exactly one writer.
+        """
+        run_dir = Path(run_dir).expanduser()
+        db = run_dir / METRICS_FILE
+        if not db.is_file() or not (run_dir / RUN_FILE).is_file():
+            raise RunStoreError(f"{run_dir} is not an eos-tui run directory")
+        try:
+            conn = connect(db, create=False)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            columns, _ = read_step_columns(conn, db)
+            if not set(SCALAR_COLUMNS) <= set(columns):
+                raise RunStoreError(f"{run_dir} was written by an older eos-tui (store schema < "
+                                    f"{SCHEMA_VERSION}): it can be read, not continued")
+            num_eigs = sum(1 for r in conn.execute("PRAGMA table_info(steps)").fetchall()
+                           if r[1].startswith("lambda_H_"))
+            last = conn.execute("SELECT MAX(step) FROM steps").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise RunStoreError(f"cannot reopen {db}: {one_line(exc)}") from exc
+        try:  # the full-disk reserve (see the module docstring), given back when the run last ended
+            with open(run_dir / RESERVE_FILE, "wb") as fh:
+                fh.write(bytes(RESERVE_BYTES))
+        except OSError as exc:
+            conn.close()
+            raise StorageError(f"cannot reopen {run_dir}: {one_line(exc)}") from exc
+        writer = cls(run_dir, conn, num_eigs, heartbeat_interval)
+        writer._last_step = last
+        with writer._transaction() as tx:
+            tx.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [
+                ("status", "running"), ("status_message", None), ("finished_at", None),
+                ("pid", str(os.getpid())), ("hostname", socket.gethostname()),
+            ])
+            writer._write_heartbeat(tx)
+        return writer

@@ -7,6 +7,7 @@ Entry points for the CLI (each returns an exit code; CLI-level problems raise
 * :func:`run_replay` — replay a stored run (``follow=True``: keep up with a run being written).
 * :func:`run_compare` — two stored runs side by side and overlaid on gradient-flow time t.
 * :func:`run_browser` — the run browser of a runs folder.
+* :func:`run_sweep_screen` — a dataset-size sweep, live (``eos-tui sweep``, ``sweep watch``).
 * :func:`serve_command` / :func:`serve` — serve an ``eos-tui`` command (e.g. ``replay runs/X``)
   to web browsers through textual-serve.
 
@@ -19,7 +20,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["run_monitor", "run_replay", "run_compare", "run_browser", "serve", "serve_command", "build_app"]
+__all__ = ["run_monitor", "run_replay", "run_compare", "run_browser", "run_sweep_screen", "serve",
+           "serve_command", "build_app"]
 
 STOP_WAIT_S = 60.0
 
@@ -74,6 +76,11 @@ def build_app(kind: str, paths: list[Path], *, follow: bool = False, live: bool 
 
         root = Path(paths[0]).expanduser()
         return EosApp(lambda: RunsScreen(root))
+    if kind == "sweep":
+        from .screens.sweep import SweepScreen
+
+        root = Path(paths[0]).expanduser()
+        return EosApp(lambda: SweepScreen(root))
     raise ValueError(f"unknown app kind {kind!r}")
 
 
@@ -221,6 +228,30 @@ def run_browser(root: Path) -> int:
     root = Path(root).expanduser()
     list_runs(root)  # raises RunStoreError for a missing folder
     return _run(build_app("browser", [root]))
+
+
+def run_sweep_screen(sweep_dir: Path, *, process: subprocess.Popen | None = None) -> int:
+    """The live sweep screen of ``sweep_dir``; ``process`` is the sweep client this session
+    started (quitting asks, then stops it: its runs end ``interrupted``, resumable)."""
+    import sys
+
+    from .app import EosApp
+    from .screens.sweep import SweepScreen
+
+    path = Path(sweep_dir).expanduser()
+    app = EosApp(lambda: SweepScreen(path, process=process))
+    try:
+        code = _run(app)
+    except BaseException:
+        if process is not None and process.poll() is None:
+            process.terminate()
+        raise
+    if process is not None and process.poll() is None:
+        process.terminate()  # leaving the screen stops the sweep (the quit key asked first)
+        print("waiting for the sweep client to stop its runs (they end 'interrupted'; run the same "
+              "command again to continue) ...", file=sys.stderr)
+        _wait_for([process], stopped=True)
+    return code
 
 
 def serve(command: str, *, host: str = "localhost", port: int = 8000, title: str = "eos-tui") -> None:

@@ -105,6 +105,8 @@ def build_plot(fig: Panel, width: int, height: int, theme: str | None = None) ->
                 xd = np.linspace(lo, hi, max(buckets // 3, 2)) if hi > lo else xd[:1]
                 yd = np.full(len(xd), yd[0])
             plt.scatter(xd.tolist(), yd.tolist(), marker="-", **kw)
+        elif line.marker:
+            plt.scatter(xd.tolist(), yd.tolist(), marker=line.marker, **kw)
         elif line.converged is not None and not np.asarray(line.converged, dtype=bool).all():
             # a certified series: a line through the converged values, the others hollow and dimmed
             conv = np.asarray(line.converged, dtype=bool)
