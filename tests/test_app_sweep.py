@@ -104,6 +104,31 @@ async def test_enter_opens_the_run_monitor_and_escape_returns(live_sweep):
         assert app.screen is s
 
 
+async def test_p_saves_the_power_law_panel_as_shown(live_sweep):
+    """`p` on the sweep screen: PNG + SVG + CSV of the panel into SWEEP/figures/, the CSV holding
+    exactly the finished runs' points the panel draws (log10 D, log10 max P^1)."""
+    import csv
+
+    import numpy as np
+
+    app = build_app("sweep", [live_sweep])
+    async with app.run_test(size=SIZE) as pilot:
+        s = app.screen
+        await wait_until(pilot, lambda: s.status is not None and s.status.analysis.fit is not None, what="fit")
+        n = len(s.saved_figures)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: len(s.saved_figures) > n, timeout=60, what="the saved figure")
+        files = s.saved_figures[-1]
+        assert {f.suffix for f in files} == {".png", ".svg", ".csv"}
+        assert all(f.parent == live_sweep / "figures" and f.stat().st_size > 50 for f in files)
+        assert files[0].name.startswith("sweep-powerlaw-")
+        csv_path = next(f for f in files if f.suffix == ".csv")
+        rows = [r for r in csv.DictReader(open(csv_path)) if r["series"] == "finished runs"]
+        expected = sorted((r.n_train, r.max_P1) for r in s.status.analysis.included)
+        np.testing.assert_allclose(sorted((float(r["x"]), float(r["y"])) for r in rows),
+                                   np.log10(np.array(expected, dtype=float)), rtol=1e-12)
+
+
 async def test_quit_asks_before_stopping_a_sweep_of_this_session(tmp_path):
     root = synthetic_sweep(tmp_path / "s", sizes=(100, 200), seeds=1)
     client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])

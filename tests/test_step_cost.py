@@ -22,7 +22,7 @@ def test_snapshot_count_matches_the_trainer(tmp_path, steps):
 
 
 def test_expected_total_uses_the_measured_step_count():
-    cfg = load_preset("dice-quick", ["train.expected_steps=200", "train.max_steps=3000"])
+    cfg = load_preset("dice-quick", ["train.expected_steps=200", "train.max_steps=3000", "metrics.snapshot_every=100"])
     assert expected_steps(cfg) == (200, True)
     assert expected_steps(load_preset("dice-quick", ["train.expected_steps=0"]))[1] is False
     cost = StepCost(step_s=0.5, snapshot_s=4.0, setup_s=3.0)

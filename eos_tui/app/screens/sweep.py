@@ -5,7 +5,9 @@ A worker thread scans the sweep directory (:class:`engine.sweep.SweepScanner`, t
 every :data:`POLL_S` seconds and posts a :class:`SweepUpdated` (coalesced: only the newest
 waits); the screen redraws at most :data:`REDRAW_HZ` times a second and only what changed (table
 cells, the progress bar, new journal lines); the plot is a :class:`SeriesPlot`, built off the UI
-thread and paced like every panel. ``enter`` opens the selected run's monitor; ``q`` asks before
+thread and paced like every panel. ``enter`` opens the selected run's monitor; ``p`` saves the
+power-law panel as shown (PNG + SVG + CSV into ``SWEEP/figures/``; the paper-style figure with
+bootstrap intervals is ``eos-tui plot SWEEP --figure powerlaw``); ``q`` asks before
 stopping a sweep this session started (its runs end ``interrupted`` and continue on the next
 ``eos-tui sweep``).
 """
@@ -28,6 +30,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
 from engine.errors import EosError
+from engine.figures.panel import PanelFigure
 from engine.sweep.status import SweepScanner, SweepStatus, format_duration
 
 from ..estimates import fmt_num
@@ -36,6 +39,7 @@ from ..widgets.header import status_style
 from ..widgets.plot import Line, Panel, SeriesPlot
 from .base import SizedScreen
 from .modals import ConfirmQuit
+from .save import FIGURES_DIR, FigureRequest, SavesFigure
 from .monitor import MonitorScreen
 
 __all__ = ["SweepScreen", "SweepUpdated", "SweepFailed", "powerlaw_figure", "scan_loop", "COLUMNS"]
@@ -149,7 +153,7 @@ class SweepRunMonitor(MonitorScreen):
         sweep.action_quit_sweep()
 
 
-class SweepScreen(SizedScreen):
+class SweepScreen(SavesFigure, SizedScreen):
     """The live sweep: title, progress bar, runs table, power-law plot, journal."""
 
     MIN_SIZE = (100, 24)
@@ -295,6 +299,17 @@ class SweepScreen(SizedScreen):
                            f"{timing}) {rec.get('message', '')}")
 
     # -- actions -------------------------------------------------------------------------------
+
+    def figure_for_view(self) -> FigureRequest | None:
+        """The power-law panel as drawn now (finished and running runs, medians, fit, the
+        paper's slope), into ``SWEEP/figures/``."""
+        s = self.status
+        if s is None or not s.runs:
+            return None
+        finished = sum(r.state == "finished" for r in s.runs)
+        title = f"sweep {self.sweep_dir.name}: {finished} of {len(s.runs)} runs finished"
+        return FigureRequest(self.sweep_dir / FIGURES_DIR, f"sweep-powerlaw-{finished}of{len(s.runs)}",
+                             PanelFigure([powerlaw_figure(s)], title, ncols=1))
 
     def selected(self):
         table = self.query_one("#runs", DataTable)
