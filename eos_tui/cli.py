@@ -233,7 +233,6 @@ def train_headless(cfg: dict, out: Path, label: str) -> int:
     """Train in this process with a progress display; the exit code of the run
     (:data:`engine.launch.RUN_EXIT_CODES`). A diverged or stopped run ends with one line on
     stderr saying so."""
-    from engine.launch import RUN_EXIT_CODES
     from engine.trainer import train
 
     from eos_tui.progress import HeadlessProgress
@@ -248,6 +247,14 @@ def train_headless(cfg: dict, out: Path, label: str) -> int:
 
     with HeadlessProgress(label, cfg["train"]["max_steps"]) as progress:
         result = train(cfg, out, on_step=on_step)
+    return report_result(result, out)
+
+
+def report_result(result, out: Path) -> int:
+    """Say how a headless run ended (stdout when it finished, one stderr line otherwise); its
+    exit code (:data:`engine.launch.RUN_EXIT_CODES`)."""
+    from engine.launch import RUN_EXIT_CODES
+
     code = RUN_EXIT_CODES.get(result.status, 1)
     summary = f"{result.status}: {result.message} ({result.steps} steps, final loss {result.final_loss:.4g})"
     if code == 0:

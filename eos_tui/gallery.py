@@ -1,18 +1,20 @@
 """Regenerate docs/gallery/: the figures of real runs trained on this machine.
 
-    python -m eos_tui.gallery [--out docs/gallery] [--runs DIR] [--threads N]
+    python -m eos_tui.gallery [--out docs/gallery] [--runs DIR] [--sweep SWEEP]
 
 Trains, with the real engine and unchanged presets apart from the overrides below:
 
 * ``compare/gd`` and ``compare/ee`` — ``dice-quick`` with GD and with exponential Euler from
   the same data and initial weights (what ``eos-tui run compare dice-quick`` trains), up to
   ``STEPS`` steps with a snapshot every ``SNAPSHOT_EVERY``;
-* ``sweep/size=N/init=S`` — ``dice-quick-ee`` at ``SIZES`` × ``SEEDS``, ``SWEEP_STEPS`` steps each:
-  a small sweep for the power law (a sweep directory in the layout of ``eos-tui sweep``).
+* ``sweep/`` — the CPU sweep of docs/reproduction.md (``eos-tui sweep dice-showcase --sizes
+  64,128,256,512 --init-seeds 2 --subset-seeds 2 --workers 2``, :data:`SWEEP_ARGS`), for the power
+  law, unless ``--sweep`` names a sweep already run, whose runs are drawn instead;
 
 then draws every figure with :mod:`engine.figures` (as ``eos-tui plot ... --figure all`` does) and
 the monitor's view with the ``p`` key of the real app (headless), into ``--out`` at 100 dpi.
-Runs already present under ``--runs`` are reused. About 10 minutes on 2 busy cores.
+Runs already present under ``--runs`` are reused (the sweep command skips finished runs). About
+10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from pathlib import Path
 
 STEPS = 300
 SNAPSHOT_EVERY = 20
-SIZES = (250, 500, 1000)
-SEEDS = (0, 1)
-SWEEP_STEPS = 60
+SWEEP_ARGS = ["dice-showcase", "--sizes", "64,128,256,512", "--init-seeds", "2", "--subset-seeds", "2",
+              "--workers", "2"]
 DPI = 100
 
 
-def train_runs(root: Path) -> tuple[list[Path], Path]:
-    """The compare pair and the sweep folder (trained unless already there)."""
+def train_runs(root: Path, sweep: Path | None = None) -> tuple[list[Path], Path]:
+    """The compare pair and the sweep folder (trained unless already there, or ``sweep``)."""
     import torch
 
     from engine.config import load_preset
@@ -54,11 +55,13 @@ def train_runs(root: Path) -> tuple[list[Path], Path]:
     pair = [once("dice-quick", root / "compare" / solver,
                  [f"train.solver={solver}", f"train.max_steps={STEPS}", f"metrics.snapshot_every={SNAPSHOT_EVERY}"])
             for solver in ("gd", "ee")]
-    for size in SIZES:
-        for seed in SEEDS:
-            once("dice-quick-ee", root / "sweep" / f"size={size}" / f"init={seed}",
-                 [f"data.size={size}", f"train.seed={seed}", f"train.max_steps={SWEEP_STEPS}",
-                  "metrics.snapshot_every=10"])
+    if sweep is not None:
+        return pair, sweep
+    import subprocess
+
+    print(f"sweep {' '.join(SWEEP_ARGS)} -> {root / 'sweep'}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "eos_tui.cli", "sweep", *SWEEP_ARGS, "--out", str(root / "sweep"),
+                    "--no-ui"], check=True)
     return pair, root / "sweep"
 
 
@@ -103,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/gallery"))
     parser.add_argument("--runs", type=Path, default=None, help="where the runs are trained (kept); default: a temporary folder")
+    parser.add_argument("--sweep", type=Path, default=None,
+                        help="draw the power-law figures from this sweep directory instead of training a small one")
     args = parser.parse_args(argv)
+    if args.sweep is not None and not args.sweep.is_dir():
+        parser.error(f"--sweep {args.sweep} is not a directory")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     tmp = None
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="eos-gallery-")
         root = Path(tmp)
     try:
-        pair, sweep = train_runs(root)
+        pair, sweep = train_runs(root, args.sweep)
         draw(pair, sweep, out)
         asyncio.run(press_p(pair[0], out))
     finally:

@@ -331,21 +331,21 @@ def resume(
     from engine.resume import find_resume_point
 
     point = find_resume_point(run)
-    from eos_tui.cli import console, err_console
+    from eos_tui.cli import err_console
 
     err_console.print(f"resuming {run} from the checkpoint of step {point.step} (stored rows up to "
                       f"step {point.last_step} are recomputed and compared)", highlight=False)
     if no_ui:
+        from engine.launch import interrupt_on_signals
         from engine.resume import resume_run
 
+        from eos_tui.cli import report_result
         from eos_tui.progress import HeadlessProgress
 
-        with HeadlessProgress(run.name, point.max_steps) as progress:
+        # SIGINT/SIGTERM/SIGHUP end it `interrupted` again, exit 128 + N (as `run --no-ui`)
+        with interrupt_on_signals(), HeadlessProgress(run.name, point.max_steps) as progress:
             result = resume_run(run, on_step=progress)
-        style = {"finished": "green", "diverged": "red"}.get(result.status, "yellow")
-        console.print(f"[{style}]{result.status}[/]: {result.message} ({result.steps} steps, "
-                      f"final loss {result.final_loss:.4g})", highlight=False)
-        raise typer.Exit(0 if result.status in ("finished", "diverged") else 1)
+        raise typer.Exit(report_result(result, run))
     from engine.launch import spawn_resume
 
     from eos_tui.app import run_monitor

@@ -172,3 +172,41 @@ def test_checkpoints_hold_the_pre_step_state(tmp_path):
     assert int(ck["steps_taken"]) == 20  # the solver's counter before step 20
     assert int(ck["hvp_count"]) == int(hvp[19])  # products before step 20 = after step 19
     assert {"eig_block", "eig_values"} <= set(ck) and not math.isnan(float(ck["eig_values"][0]))
+
+
+def test_headless_resume_answers_sigterm_like_a_run(tmp_path):
+    """`eos-tui resume RUN --no-ui` under SIGTERM: the run ends `interrupted` again with every
+    committed row, exit 143 (as `eos-tui run --no-ui`); a later resume finishes it, exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = config("ee", "train.max_steps=400", "metrics.snapshot_every=25")
+    cut = interrupted_at(cfg, tmp_path / "cut", 30)
+    proc = subprocess.Popen([sys.executable, "-m", "eos_tui.cli", "resume", str(cut), "--no-ui"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with open_run(cut) as run:
+                if (run.last_step() or 0) >= 40:
+                    break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the resumed run did not advance"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    with open_run(cut) as run:
+        assert run.status == "interrupted" and not run.crashed
+        stopped_at = run.last_step()
+    assert 40 <= stopped_at < 399
+    res = invoke("resume", cut, "--no-ui")
+    assert res.exit_code == 0, res.output
+    with open_run(cut) as run:
+        assert run.status == "finished" and run.last_step() == 399

@@ -84,6 +84,7 @@ def run_cost(preset: str, size: int, sets: list[str], *, steps: int = 1000, warm
     import torch
 
     from engine.config import load_preset
+    from engine.step_cost import time_trainer
     from engine.trainer import Trainer
 
     cfg = load_preset(preset, [f"data.size={size}", "eig.max_iters=1", *sets])
@@ -92,15 +93,8 @@ def run_cost(preset: str, size: int, sets: list[str], *, steps: int = 1000, warm
     try:
         with _tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(cfg, Path(tmp) / "run")
-            theta, _ = trainer.solver.step(trainer.theta)  # the start (a cheap cold step here)
-            times = []
-            for _ in range(warm):
-                t0 = time.process_time()
-                theta, _ = trainer.solver.step(theta)
-                times.append(time.process_time() - t0)
-            t0 = time.process_time()
-            trainer.snapshots.compute(theta)
-            snapshot = time.process_time() - t0
+            # the first step is the start (a cheap cold step here), not counted
+            _, times, snapshot = time_trainer(trainer, warm, clock=time.process_time)
     finally:
         torch.set_num_threads(threads)
     step = median(times)
