@@ -1,11 +1,13 @@
 """Regenerate the SVG screenshots of the real app from a real short training run.
 
-    python -m eos_tui.screenshots [--out screenshots/] [--steps 200] [--set key=value ...]
+    python -m eos_tui.screenshots [--out screenshots/] [--steps 200] [--set key=value ...] [--sweep SWEEP]
 
 Trains a GD and an exponential-Euler run of the ``dice-quick`` presets (shrunk by the
 overrides below so that it takes a minute or two on a laptop CPU) into a temporary runs folder,
 then drives the app headless (``App.run_test``) and saves ``monitor.svg``, ``monitor-ee.svg``,
-``replay.svg``, ``compare.svg``, ``runs.svg`` and ``help.svg``.
+``monitor-claims.svg`` (the paper's claims panel, ``c``), ``replay.svg``, ``compare.svg``,
+``runs.svg`` and ``help.svg``; with ``--sweep`` (a finished sweep directory, e.g. the CPU sweep of
+docs/reproduction.md) also ``sweep.svg``.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ async def shoot(app, path: Path, keys: list[str], size=SIZE, wait_rows: int = 0)
     print(f"wrote {path}", file=sys.stderr)
 
 
-async def shoot_all(gd: Path, ee: Path, root: Path, out: Path) -> None:
+async def shoot_all(gd: Path, ee: Path, root: Path, out: Path, sweep: Path | None = None) -> None:
     from eos_tui.app import build_app
 
     await shoot(build_app("monitor", [gd]), out / "monitor.svg", [])
     await shoot(build_app("monitor", [ee]), out / "monitor-ee.svg", ["e"])
+    await shoot(build_app("monitor", [ee]), out / "monitor-claims.svg", ["c"])
     await shoot(build_app("replay", [gd]), out / "replay.svg", ["home"] + ["pagedown"])
     await shoot(build_app("compare", [gd, ee]), out / "compare.svg", ["left"] * 40)
     cwd = Path.cwd()
@@ -71,6 +74,8 @@ async def shoot_all(gd: Path, ee: Path, root: Path, out: Path) -> None:
     finally:
         os.chdir(cwd)
     await shoot(build_app("monitor", [gd]), out / "help.svg", ["question_mark"])
+    if sweep is not None:
+        await shoot(build_app("sweep", [sweep]), out / "sweep.svg", [], size=(170, 44))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--runs", type=Path, default=None,
                         help="keep the runs in this folder (gd/ and ee/); reuse them if they exist")
+    parser.add_argument("--sweep", type=Path, default=None, help="also shoot the sweep screen of this sweep directory")
     args = parser.parse_args(argv)
+    if args.sweep is not None and not args.sweep.is_dir():
+        parser.error(f"--sweep {args.sweep} is not a directory")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="eos-tui-shots-") as tmp:
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             root = Path(tmp) / "runs"
             gd, ee = train_runs(root, args.steps, args.overrides)
-        asyncio.run(shoot_all(gd, ee, root, out))
+        asyncio.run(shoot_all(gd, ee, root, out, args.sweep.resolve() if args.sweep else None))
     return 0
 
 

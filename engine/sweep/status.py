@@ -142,7 +142,7 @@ def client_alive(record: ClientRecord | None, stale_after: float = 30.0) -> bool
 class SweepScanner:
     """Reads a sweep directory again and again (cheaply: ended runs are cached)."""
 
-    def __init__(self, sweep_dir: Path | str, *, bootstrap: int = 200) -> None:
+    def __init__(self, sweep_dir: Path | str, *, bootstrap: int = 1000) -> None:  # as `eos-tui analyze`
         self.sweep_dir = Path(sweep_dir).expanduser()
         self.plan = read_plan(self.sweep_dir)
         self.bootstrap = bootstrap
