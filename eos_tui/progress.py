@@ -60,9 +60,6 @@ class HeadlessProgress:
     def line(self, row: dict) -> str:
         elapsed = time.perf_counter() - self.start
         rate = self.rows / elapsed if elapsed > 0 else 0.0
-        lam = row.get("lambda_H")
-        if lam:
-            self.last_lambda = lam[0]
         ratio = (self.last_lambda / row["threshold"]) if self.last_lambda and row.get("threshold") else None
         return (f"{self.label} step {row['step']:>6}/{self.max_steps}  t={_fmt(row['t'], '.4g')}  "
                 f"loss={_fmt(row['loss'])}  λ1={_fmt(self.last_lambda)}  threshold={_fmt(row.get('threshold'))}"
@@ -71,6 +68,9 @@ class HeadlessProgress:
     def __call__(self, row: dict) -> None:
         self.rows += 1
         self.last_row = row
+        lam = row.get("lambda_H")  # only on eigen steps: kept for the lines of the rows between
+        if lam and lam[0] is not None and math.isfinite(lam[0]):
+            self.last_lambda = lam[0]
         now = time.perf_counter()
         if self.live is not None:
             if now - self.last_print >= 0.25:
