@@ -470,7 +470,7 @@ def presets(
     from engine.step_cost import (cached_step_cost, expected_steps, format_duration, measure_step_cost,
                                   snapshot_count)
 
-    rows = []
+    rows, skipped = [], []
     for name in only or preset_names():
         cfg = load_preset(name)
         try:
@@ -483,6 +483,8 @@ def presets(
         if measure and (present or random_data):
             err_console.print(plain(f"measuring {name}{'' if present else ' on random data'} …"), highlight=False)
             cost = measure_step_cost(name, cfg, random_data=not present)
+        elif measure:
+            skipped.append(name)
         steps, measured = expected_steps(cfg)
         m = cfg["model"]
         per_step = "-" if cost is None else f"{cost.step_s:.3g} s" + (" (random data)" if cost.random_data else "")
@@ -494,6 +496,9 @@ def presets(
                      cfg.get("description", "")])
     print_table("presets", ["preset", "data", "n", "criterion", "solver", "η", "net", "data present",
                             "s/step", "steps", "total", "description"], rows)
+    if skipped:
+        err_console.print(plain(f"not measured, their data is absent: {', '.join(skipped)} (add --random-data "
+                                "to time them on random data of the same shape)"), highlight=False)
     if not measure:
         err_console.print("s/step and total: measured on this machine by `eos-tui presets --measure` "
                           "(steps: a full run's count from docs/reproduction.md, or ≤ max_steps)")

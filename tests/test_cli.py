@@ -83,6 +83,17 @@ def test_presets_measure_caches_the_step_cost(monkeypatch, tmp_path):
     assert cached_step_cost("tiny", cfg, random_data=True) is None
 
 
+def test_presets_measure_says_which_presets_it_did_not_time(monkeypatch, tmp_path):
+    """Absent data without --random-data: nothing is timed (no minutes spent), and the user is told
+    which presets and how to time them anyway."""
+    from eos_tui.cli import app
+
+    monkeypatch.setenv("EOS_TUI_DATA", str(tmp_path))  # no CIFAR-10 here
+    res = CliRunner().invoke(app, ["presets", "--measure", "cifar-ce", "cifar-mse"])
+    assert res.exit_code == 0, res.output
+    assert "not measured, their data is absent: cifar-ce, cifar-mse (add --random-data" in res.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
