@@ -504,7 +504,7 @@ def lanczos(
         w = _orthogonalize(basis, w)  # full reorthogonalization
         beta[j] = float(w.norm())
         m = j + 1
-        if m >= k or (which == "BE" and m >= 1):
+        if m >= k:  # ("BE": both ends need two Ritz pairs, never one read twice)
             top, S, bound, rel_resid = _tridiagonal_ritz(alpha[:m], beta[:m], k, which)
             if not bool(torch.isfinite(top).all()):
                 raise NonFiniteError(f"a non-finite operator product in Lanczos step {m}")

@@ -39,6 +39,7 @@ import numpy as np
 from engine.config import resolve
 from engine.errors import RunStoreError
 from engine.store import RunWriter, open_run, send_control
+from engine.store.checkpoints import checkpoint_path
 from engine.store.liveness import read_control
 from engine.store.schema import CONTROL_FILE
 
@@ -94,9 +95,9 @@ class ResumePoint:
     config: dict
     step: int                   # the checkpoint: row ``step`` is recomputed first
     last_step: int              # the last row the store holds
-    status: str
     steps: dict[str, np.ndarray]        # stored rows with step >= checkpoint step
-    snapshot_steps: set[int]
+    snapshot_steps: set[int]            # every stored snapshot's step
+    checkpoint_steps: set[int]          # every stored checkpoint's step
     snapshots: dict[str, np.ndarray]    # stored snapshots with step >= checkpoint step
     loss0: float
     max_steps: int
@@ -128,7 +129,8 @@ def find_resume_point(path: Path | str) -> ResumePoint:
             raise RunStoreError(f"run {path} has no recorded step: start it again instead")
         if last >= cfg["train"]["max_steps"] - 1:
             raise RunStoreError(f"run {path} already recorded all {cfg['train']['max_steps']} steps")
-        candidates = [s for s in run.checkpoint_steps() if s <= last]
+        checkpoints = run.checkpoint_steps()
+        candidates = [s for s in checkpoints if s <= last]
         point = None
         for step in reversed(candidates):
             try:
@@ -145,8 +147,9 @@ def find_resume_point(path: Path | str) -> ResumePoint:
         steps = run.steps(since=point - 1)
         snaps = run.snapshots(since=point - 1)
         first = run.steps(columns=["loss"])
-        return ResumePoint(path=path, config=cfg, step=point, last_step=int(last), status=status,
-                           steps=steps, snapshot_steps=set(int(s) for s in snaps["step"]),
+        return ResumePoint(path=path, config=cfg, step=point, last_step=int(last), steps=steps,
+                           snapshot_steps={int(s) for s in run.snapshot_steps()},
+                           checkpoint_steps={int(s) for s in checkpoints},
                            snapshots=snaps, loss0=float(first["loss"][0]),
                            max_steps=cfg["train"]["max_steps"])
 
@@ -204,6 +207,13 @@ class ReplayWriter:
                  if k in stored and k != "snapshot_seconds"]
         self.max_snapshot_diff = max([self.max_snapshot_diff, *diffs])
 
+    def save_checkpoint(self, step: int, tensors) -> Path:
+        """A checkpoint the store already holds is kept as written (the store is append-only);
+        the recomputed state is the same up to rounding."""
+        if int(step) in self.point.checkpoint_steps:
+            return checkpoint_path(self.writer.path, int(step))
+        return self.writer.save_checkpoint(step, tensors)
+
     def report(self) -> None:
         """Log how well the recomputed rows agree with the stored ones (once)."""
         if self._reported:
@@ -234,7 +244,6 @@ def _apply_checkpoint(trainer, point: ResumePoint):
     with open_run(point.path) as run:
         tensors = run.checkpoint(point.step)
         stored = run.training_data()["indices"]
-        snapshot_steps = run.snapshots().get("step", [])
     if not torch.equal(stored.to(torch.int64).cpu(), trainer.data.indices.to(torch.int64).cpu()):
         raise RunStoreError(f"the training data of {point.path} differ from what its config loads "
                             "here (another data directory or data version?): cannot resume exactly")
@@ -255,7 +264,7 @@ def _apply_checkpoint(trainer, point: ResumePoint):
         if trainer.solver.tracker.problem is not trainer.problem:
             trainer.solver.tracker.problem.hvp_count = 0
     # the snapshots before the checkpoint, so the cadence of full and cheap snapshots continues
-    trainer._snapshotted = {int(s) for s in snapshot_steps if int(s) < point.step}  # noqa: SLF001
+    trainer._snapshotted = {s for s in point.snapshot_steps if s < point.step}  # noqa: SLF001
     rows = point.steps
     i = int(np.nonzero(rows["step"] == point.step)[0][0])
     return Start(step=point.step, theta=place(tensors["theta"]), t=float(rows["t"][i]),
@@ -274,11 +283,12 @@ def resume_run(path: Path | str, *, on_step: Callable[[dict], None] | None = Non
 
 
 def resume_run_locked(path: Path, *, on_step: Callable[[dict], None] | None = None,
-                      on_event: Callable[[str, str], None] | None = None):
-    """:func:`resume_run` for a caller that holds the run's lock (a sweep task)."""
+                      on_event: Callable[[str, str], None] | None = None, point: ResumePoint | None = None):
+    """:func:`resume_run` for a caller that holds the run's lock (a sweep task); ``point``: what
+    :func:`find_resume_point` already read under that lock."""
     from engine.trainer import Trainer
 
-    point = find_resume_point(path)
+    point = point or find_resume_point(path)
     trainer = Trainer(point.config, path, on_step=on_step, on_event=on_event)
     start = _apply_checkpoint(trainer, point)
     if read_control(path / CONTROL_FILE) != "run":  # a run stopped from its monitor: go on

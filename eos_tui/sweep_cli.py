@@ -99,9 +99,10 @@ def sweep(
     plan = make_plan(target, sizes=parse_sizes(sizes), init_seeds=init_seeds,
                      subset_seeds=subset_seeds, sets=sets)
     n_workers = parse_count(workers, "--workers") if workers is not None else default_workers()
-    from engine.trainer import resolve_device  # torch: after the checks that do not need it
+    if not scheduler:  # the workers are local: check the device here (a cluster's workers check their own)
+        from engine.trainer import resolve_device  # torch: after the checks that do not need it
 
-    resolve_device(plan.base["train"]["device"])
+        resolve_device(plan.base["train"]["device"])
     out = out if out is not None else runs_root(runs_dir) / f"sweep-{target}"
     differs = check_plan(out, plan, force=force)
     if out.is_dir():
@@ -357,8 +358,10 @@ def resume(
 
 def _wait_until_reopened(run: Path, proc, timeout: float = 120.0) -> None:
     """The monitor follows a run while it is ``running``: wait until the engine process has
-    reopened it (it loads the data and the checkpoint first), or report why it could not."""
+    reopened it (it loads the data and the checkpoint first), or report why it could not (the
+    engine's own error line and exit code). A resume that already ended well is fine too."""
     from engine.errors import RunStoreError
+    from engine.launch import last_log_line
     from engine.store import open_run
 
     deadline = time.monotonic() + timeout
@@ -366,11 +369,14 @@ def _wait_until_reopened(run: Path, proc, timeout: float = 120.0) -> None:
         with open_run(run) as r:
             if r.status == "running":
                 return
-        if proc.poll() is not None:
-            log = run.parent / f".{run.name}.log"
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise RunStoreError(f"the engine could not resume {run} (exit {proc.returncode})"
-                                + (f": {tail[0].removeprefix('error: ')}" if tail else ""))
+        code = proc.poll()
+        if code == 0:
+            return  # it finished between two looks
+        if code is not None:
+            line = last_log_line(proc) or f"the engine exited (code {code})"
+            error = RunStoreError(f"the engine could not resume {run}: {line.removeprefix('error: ')}")
+            error.exit_code = code if code > 0 else 1
+            raise error
         time.sleep(0.1)
 
 

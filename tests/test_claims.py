@@ -166,3 +166,15 @@ def test_on_a_real_run_the_five_growths_multiply_to_the_growth_of_the_first_laye
     product = math.prod(by[f"factor_{k}"].number for k in ("a_L", "prod_s", "P_1", "m_1", "kappa_1"))
     assert product == pytest.approx(ek1[i1] / ek1[i0], rel=1e-10)
     assert len(report.claims) == 11 and by["g_vs_h"].holds is not None
+
+
+def test_cheap_snapshots_are_not_counted_as_negative_eigenvalues():
+    """A cheap snapshot leaves λ(H−G) NaN (not solved): the residual claim judges the full ones only
+    and counts a negative eigenvalue only where the magnitude sense says so."""
+    steps = {"step": np.arange(40), "lambda_H_1": np.full(40, 10.0)}
+    snaps = {"step": np.array([10, 20, 30, 39]), "lambda_HmG1": np.array([0.5, np.nan, np.nan, 0.8]),
+             "lambda_HmG_mag": np.array([0.5, np.nan, np.nan, -1.2]), "snapshot_full": np.array([1, 0, 0, 1])}
+    report = evaluate(steps, snaps, depth=0, transient=10, solver="gd", lr=0.1)
+    claim = {c.key: c for c in report.claims}["residual"]
+    assert claim.number == pytest.approx(0.08) and claim.holds
+    assert "over 2 snapshots" in claim.value and "at 1 of them" in claim.value

@@ -62,6 +62,15 @@ RESERVE_BYTES = 256 * 1024  # far more than the final status and event need
 _STORAGE_CODES = {3, 8, 10, 13, 14}
 
 
+def _write_reserve(run_dir: Path) -> None:
+    """The ``.reserve`` file a writer keeps while it is open (see the module docstring)."""
+    try:
+        with open(run_dir / RESERVE_FILE, "wb") as fh:
+            fh.write(bytes(RESERVE_BYTES))
+    except OSError as exc:
+        raise StorageError(f"cannot write in the run directory {run_dir}: {one_line(exc)}") from exc
+
+
 def _store_error(what: str, exc: sqlite3.Error) -> RunStoreError:
     """A :class:`StorageError` when the file system refused, else a :class:`RunStoreError`."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -132,10 +141,9 @@ class RunWriter:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
-            with open(run_dir / RESERVE_FILE, "wb") as fh:
-                fh.write(bytes(RESERVE_BYTES))
         except OSError as exc:
             raise StorageError(f"cannot create run directory {run_dir}: {one_line(exc)}") from exc
+        _write_reserve(run_dir)
         atomic_write(run_dir / CONFIG_FILE, config_text.encode("utf-8"))
 
         db = run_dir / METRICS_FILE
@@ -388,6 +396,7 @@ class RunWriter:
         db = run_dir / METRICS_FILE
         if not db.is_file() or not (run_dir / RUN_FILE).is_file():
             raise RunStoreError(f"{run_dir} is not an eos-tui run directory")
+        conn = None
         try:
             conn = connect(db, create=False)
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -395,17 +404,15 @@ class RunWriter:
             if not set(SCALAR_COLUMNS) <= set(columns):
                 raise RunStoreError(f"{run_dir} was written by an older eos-tui (store schema < "
                                     f"{SCHEMA_VERSION}): it can be read, not continued")
-            num_eigs = sum(1 for r in conn.execute("PRAGMA table_info(steps)").fetchall()
-                           if r[1].startswith("lambda_H_"))
+            num_eigs = sum(c.startswith("lambda_H_") for c in columns)
             last = conn.execute("SELECT MAX(step) FROM steps").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise RunStoreError(f"cannot reopen {db}: {one_line(exc)}") from exc
-        try:  # the full-disk reserve (see the module docstring), given back when the run last ended
-            with open(run_dir / RESERVE_FILE, "wb") as fh:
-                fh.write(bytes(RESERVE_BYTES))
-        except OSError as exc:
-            conn.close()
-            raise StorageError(f"cannot reopen {run_dir}: {one_line(exc)}") from exc
+            _write_reserve(run_dir)  # given back when the run last ended
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(f"cannot reopen {db}", exc) from exc
+            raise
         writer = cls(run_dir, conn, num_eigs, heartbeat_interval)
         writer._last_step = last
         with writer._transaction() as tx:

@@ -258,7 +258,7 @@ def _execute(sweep_dir: Path, plan, todo: list, outcome: SweepOutcome, *, worker
 
 
 def _report_progress(sweep_dir: Path, on_progress, stop: threading.Event, interval: float) -> None:
-    scanner = SweepScanner(sweep_dir)
+    scanner = SweepScanner(sweep_dir, bootstrap=0)  # progress lines: the fit without intervals
     while not stop.wait(interval):
         try:
             on_progress(scanner.scan())
@@ -269,7 +269,7 @@ def _report_progress(sweep_dir: Path, on_progress, stop: threading.Event, interv
 def _stop_running(sweep_dir: Path, say) -> None:
     """Send ``stop`` to the sweep's runs in progress and wait (up to :data:`STOP_WAIT_S`) for them
     to end ``interrupted`` with their data kept."""
-    running = [r for r in SweepScanner(sweep_dir).scan().runs if r.state == "running"]
+    running = [r for r in SweepScanner(sweep_dir, bootstrap=0).scan().runs if r.state == "running"]
     for r in running:
         try:
             send_control(r.path, "stop")
@@ -278,7 +278,7 @@ def _stop_running(sweep_dir: Path, say) -> None:
     if running:
         say(f"stopping {len(running)} runs in progress (they end 'interrupted'; run the sweep again to continue)")
     deadline = time.monotonic() + STOP_WAIT_S
-    scanner = SweepScanner(sweep_dir)
+    scanner = SweepScanner(sweep_dir, bootstrap=0)  # states only: no intervals while stopping
     while running and time.monotonic() < deadline:
         states = {r.rel: r.state for r in scanner.scan().runs}
         if all(states.get(r.rel) != "running" for r in running):

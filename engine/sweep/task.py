@@ -105,10 +105,10 @@ def run_task(task: dict) -> dict:
             out.update(action="none", status="failed",
                        message=f"{path} holds an unreadable run; remove it to run it again")
             return _done(out, t0)
-        action = "trained"
+        action, point = "trained", None
         if status in ("interrupted", "failed"):
             try:
-                find_resume_point(path)
+                point = find_resume_point(path)
                 action = "resumed"
             except EosError as exc:
                 out["message"] = f"restarted from scratch ({exc})"
@@ -117,7 +117,7 @@ def run_task(task: dict) -> dict:
         run_t0, cpu_t0 = time.perf_counter(), time.process_time()
         try:
             if action == "resumed":
-                result = resume_run_locked(path)
+                result = resume_run_locked(path, point=point)
             else:
                 result = train(task["config"], path)
             out.update(status=result.status, message=result.message, steps=result.steps)

@@ -247,10 +247,13 @@ def run_sweep_screen(sweep_dir: Path, *, process: subprocess.Popen | None = None
             process.terminate()
         raise
     if process is not None and process.poll() is None:
-        process.terminate()  # leaving the screen stops the sweep (the quit key asked first)
+        if not getattr(process, "stopped_by_screen", False):  # a second SIGTERM is ignored anyway
+            process.terminate()  # leaving the screen stops the sweep (the quit key asked first)
         print("waiting for the sweep client to stop its runs (they end 'interrupted'; run the same "
               "command again to continue) ...", file=sys.stderr)
         _wait_for([process], stopped=True)
+    if code == 0 and process is not None and process.returncode:
+        code = process.returncode  # a failed run, or a stopped sweep: as the headless sweep says
     return code
 
 

@@ -351,3 +351,4 @@ class SweepScreen(SavesFigure, SizedScreen):
         and closes its cluster; the caller waits for it after the app has exited."""
         if self.owns_client():
             self.process.terminate()
+            self.process.stopped_by_screen = True  # run_sweep_screen must not signal it again
