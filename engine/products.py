@@ -47,6 +47,7 @@ units: ~2 GB in float64), plus the ``(b, P)`` output.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -239,22 +240,24 @@ class LossProblem:
 
     # ------------------------------------------------------------------ manual (R-operator) passes
 
-    def _primal(self, theta: torch.Tensor, layers) -> list["_Primal"]:
-        """The primal pass of every chunk at ``θ`` (forward, loss, backward of ``∂ℓ/∂z``).
+    def _primal(self, theta: torch.Tensor, layers) -> Iterable["_Primal"]:
+        """The primal pass of every chunk at ``θ`` (forward, loss, backward of ``∂ℓ/∂z``), to be
+        iterated once.
 
         Kept for the last ``θ`` while it fits :data:`PRIMAL_CACHE_BYTES`: products at one θ
         (refinements of the eigenpairs, snapshot eigen-solves, the next step's fused pass after
-        a trial gradient) then pay only for their tangents.
+        a trial gradient) then pay only for their tangents. When it does not fit, the chunks are
+        made one at a time (a generator), so memory stays bounded by ``chunk_size``.
         """
         cached = self._primal_cache
         if cached is not None and cached[0].shape == theta.shape and torch.equal(cached[0], theta):
             return cached[1]
-        primals = [self._primal_chunk(layers, Xc, yc) for Xc, yc in self._chunks()]
         sizes = sum(self.spec.sizes[:-1]) + sum(self.spec.sizes[1:])
-        if 3 * self.n * sizes * theta.element_size() <= PRIMAL_CACHE_BYTES:
-            self._primal_cache = (theta.clone(), primals)
-        else:
+        if 3 * self.n * sizes * theta.element_size() > PRIMAL_CACHE_BYTES:
             self._primal_cache = None
+            return (self._primal_chunk(layers, Xc, yc) for Xc, yc in self._chunks())
+        primals = [self._primal_chunk(layers, Xc, yc) for Xc, yc in self._chunks()]
+        self._primal_cache = (theta.clone(), primals)
         return primals
 
     def _primal_chunk(self, layers, Xc, yc) -> "_Primal":

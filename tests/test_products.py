@@ -209,3 +209,21 @@ def test_bad_inputs_raise():
         LossProblem(spec, prob.criterion, prob.X, prob.y, chunk_size=0)
     with pytest.raises(ConfigError):
         LossProblem(spec, prob.criterion, prob.X, prob.y, method="nope")
+
+
+def test_a_primal_pass_too_large_to_keep_is_made_chunk_by_chunk(monkeypatch):
+    """Above PRIMAL_CACHE_BYTES nothing is kept (memory bounded by chunk_size): the products are
+    the same as with the cache, against the dense Hessian."""
+    import engine.products as products
+
+    monkeypatch.setattr(products, "PRIMAL_CACHE_BYTES", 0)
+    prob, theta = make_problem("ce", "elu", chunk_size=3)
+    H = dense_hessian(prob, theta)
+    V = block(prob.P, 3)
+    loss, g, HV = prob.grad_and_hvp(theta, V)
+    assert prob._primal_cache is None  # noqa: SLF001
+    loss0, g0 = dense_gradient(prob, theta)
+    assert loss == pytest.approx(loss0, rel=1e-13) and rel(g, g0) < RTOL
+    for j in range(3):
+        assert rel(HV[:, j], (H @ V)[:, j]) < RTOL
+        assert rel(prob.hvp(theta, V)[:, j], (H @ V)[:, j]) < RTOL
