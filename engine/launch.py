@@ -6,7 +6,8 @@ interface stays responsive on a small machine.
 
 Signals: SIGINT, SIGTERM and SIGHUP (Ctrl-C, a cluster's preemption, a closed terminal) end a
 run the same clean way, inside the engine and in a headless ``eos-tui run``:
-:func:`interrupt_on_signals` turns the first one into :class:`SignalInterrupt` (a
+:func:`~engine.signals.interrupt_on_signals` (in :mod:`engine.signals`, below every layer that
+needs it; re-exported here) turns the first one into :class:`SignalInterrupt` (a
 ``KeyboardInterrupt``), the trainer records the run ``interrupted`` with every committed row,
 and the process exits with ``128 + signal number`` (130, 143, 129). The exit codes of a
 training process (this worker and ``eos-tui run``) are :data:`RUN_EXIT_CODES`.
@@ -17,69 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-WORKER_NICENESS = 5
+from engine.signals import INTERRUPT_SIGNALS, SignalInterrupt, interrupt_exit_code, interrupt_on_signals
 
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""The signals that end a run ``interrupted`` (exit ``128 + signum``)."""
+__all__ = ["INTERRUPT_SIGNALS", "RUN_EXIT_CODES", "SignalInterrupt", "interrupt_exit_code", "interrupt_on_signals",
+           "last_log_line", "spawn_resume", "spawn_sweep", "spawn_training"]
+
+WORKER_NICENESS = 5
 
 RUN_EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3, "interrupted": 4}
 """Exit code of a training process by the run's final status. ``interrupted`` here means
 stopped through the control channel (``s`` in the monitor); an interruption by a signal exits
 with ``128 + signum`` instead. Bad input exits 2 and a storage failure (disk full, read-only or
 unwritable folder) 5, before or while the run trains."""
-
-
-class SignalInterrupt(KeyboardInterrupt):
-    """Raised in the main thread by :func:`interrupt_on_signals` for SIGINT/SIGTERM/SIGHUP."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = int(signum)
-        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def interrupt_exit_code(exc: BaseException) -> int:
-    """``128 + signum`` for a :class:`SignalInterrupt`, 130 for any other KeyboardInterrupt."""
-    return exc.exit_code if isinstance(exc, SignalInterrupt) else 128 + signal.SIGINT
-
-
-@contextmanager
-def interrupt_on_signals(signals: tuple[int, ...] = INTERRUPT_SIGNALS) -> Iterator[None]:
-    """Turn the first of ``signals`` into :class:`SignalInterrupt`; ignore the next ones.
-
-    Later signals arrive while the run is being closed (the final status, the last event);
-    raising again there could leave it half-written, so they are dropped until the block ends.
-    Only the main thread can install handlers; elsewhere this does nothing.
-    """
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-        if fired:
-            return
-        fired.append(signum)
-        raise SignalInterrupt(signum)
-
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 def spawn_training(config: dict, out_dir: Path, log_path: Path | None = None) -> subprocess.Popen:

@@ -1,7 +1,7 @@
 """``python -m engine.sweep SWEEP [--workers N] [--scheduler ADDRESS] [--retry-failed]``: the
 sweep client of a planned sweep, as a process of its own (the live sweep screen spawns it and
 follows the sweep directory). SIGTERM and SIGHUP stop it like Ctrl-C (the first one; later ones
-are ignored while it stops, :func:`engine.launch.interrupt_on_signals`): runs in progress end
+are ignored while it stops, :func:`engine.signals.interrupt_on_signals`): runs in progress end
 ``interrupted``, the next run of the sweep continues them, and it exits ``128 + signal number``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from engine.errors import EosError
-    from engine.launch import interrupt_exit_code, interrupt_on_signals
+    from engine.signals import interrupt_exit_code, interrupt_on_signals
     from engine.sweep.execute import run_sweep
 
     parser = argparse.ArgumentParser(prog="python -m engine.sweep", description="eos-tui sweep client")
