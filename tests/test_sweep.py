@@ -8,6 +8,7 @@ import io
 import json
 import math
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -257,3 +258,40 @@ def test_a_port_that_is_not_a_dask_scheduler(tmp_path):
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Dask scheduler" in lines[0], res.output
     assert not out.exists()
+
+
+def test_the_sweep_client_stops_once_on_sigterm_even_when_signalled_twice(tmp_path):
+    """`python -m engine.sweep` (what the sweep screen spawns) under SIGTERM, then a second SIGTERM
+    while it stops: its runs in progress end `interrupted` (not crashed) and it exits 143."""
+    import signal as _signal
+
+    from engine.launch import spawn_sweep
+    from engine.store import open_run
+    from engine.sweep.manifest import write_manifest
+    from engine.sweep.plan import make_plan
+    from sweep_fixtures import TINY_SWEEP_SETS
+
+    sweep = tmp_path / "s"
+    sets = [s for s in TINY_SWEEP_SETS if not s.startswith("train.max_steps")] + ["train.max_steps=400"]
+    write_manifest(sweep, make_plan("dice-quick-ee", sizes=[80], init_seeds=1, subset_seeds=1, sets=sets))
+    run = sweep / "size=80/init=0/subset=0"
+    client = spawn_sweep(sweep, workers=1)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if (run / "run.json").exists():
+                with open_run(run) as r:
+                    if (r.last_step() or 0) >= 5:
+                        break
+            assert client.poll() is None, client.log_path.read_text()
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.1)
+        client.send_signal(_signal.SIGTERM)
+        time.sleep(0.3)
+        client.send_signal(_signal.SIGTERM)  # as a screen and its caller both might
+        assert client.wait(timeout=120) == 143, client.log_path.read_text()
+    finally:
+        if client.poll() is None:
+            client.kill()
+    with open_run(run) as r:
+        assert r.status == "interrupted" and not r.crashed, (r.status, r.status_message)
