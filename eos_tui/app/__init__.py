@@ -253,7 +253,8 @@ def run_sweep_screen(sweep_dir: Path, *, process: subprocess.Popen | None = None
               "command again to continue) ...", file=sys.stderr)
         _wait_for([process], stopped=True)
     if code == 0 and process is not None and process.returncode:
-        code = process.returncode  # a failed run, or a stopped sweep: as the headless sweep says
+        # a failed run, or a stopped sweep: as the headless sweep says (killed by signal N: 128 + N)
+        code = process.returncode if process.returncode > 0 else 128 - process.returncode
     return code
 
 
